@@ -1,0 +1,177 @@
+//! Growth: appends events through the real sequencer onto RocksDB up to each
+//! target size, and at each records the process RSS and inclusion proofs/s
+//! at random indexes. The baseline, measured in the same run on the same
+//! database, is raw RocksDB `multi_get` of exactly the node keys each proof
+//! reads (so the ratio is the cost of planning, assembly and the store layer).
+//!
+//! ```text
+//! cargo bench --bench scale -- [--sizes 1000000,10000000] [--proof-seconds 5]
+//! ```
+
+use modeltrail::audit::event::prepare;
+use modeltrail::log::{Log, LogConfig};
+use modeltrail::metrics::Metrics;
+use modeltrail::note::{KeyName, SignerKey};
+use modeltrail::store::{RocksOptions, RocksStore, Store};
+use modeltrail::tree::inclusion_plan;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ORIGIN: &str = "scale.example/log";
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A cheap deterministic pseudo-random sequence (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn main() {
+    let mut sizes = vec![1_000_000u64, 10_000_000];
+    let mut proof_secs = 5u64;
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        match k.as_str() {
+            "--sizes" => {
+                sizes = it
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|x| x.parse().unwrap())
+                    .collect()
+            }
+            "--proof-seconds" => proof_secs = it.next().unwrap().parse().unwrap(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    let signer = SignerKey::from_seed(KeyName::new(ORIGIN).unwrap(), [4u8; 32]);
+
+    println!("| entries | append phase entries/s | RSS MiB | proofs/s (ours) | raw multi_get of the same keys/s | ratio |");
+    println!("|---|---|---|---|---|---|");
+    let mut size = 0u64;
+    let mut rss = Vec::new();
+    for &target in &sizes {
+        // Grow through the real sequencer, 4096 concurrent appends at a time.
+        let store: Arc<dyn Store> =
+            Arc::new(RocksStore::open(&db_path, &RocksOptions::default()).unwrap());
+        let log = Arc::new(
+            Log::open(
+                store,
+                signer.clone(),
+                LogConfig::new(ORIGIN),
+                Arc::new(Metrics::default()),
+            )
+            .unwrap(),
+        );
+        let started = Instant::now();
+        let from = size;
+        rt.block_on(async {
+            while size < target {
+                let wave = (target - size).min(4096);
+                let tasks: Vec<_> = (size..size + wave)
+                    .map(|i| {
+                        let log = log.clone();
+                        tokio::spawn(async move {
+                            let v = serde_json::json!({
+                                "action": "predict",
+                                "actor": {"type": "service", "id": "scorer"},
+                                "timestamp": "2025-05-05T14:03:00Z",
+                                "subject": {"type": "prediction", "id": format!("p-{i}")},
+                                "related": [{"type": "deployment", "id": "fraud-prod"}],
+                                "metadata": {"score": 0.913}
+                            });
+                            log.append(prepare(v.to_string().as_bytes()).unwrap())
+                                .await
+                                .unwrap();
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                size += wave;
+            }
+        });
+        let append_rate = (size - from) as f64 / started.elapsed().as_secs_f64();
+        let rss_now = rss_mib();
+        rss.push(rss_now);
+
+        // Proofs through the log's read path, at random indexes.
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let t0 = Instant::now();
+        let mut proofs = 0u64;
+        let mut keys_per_proof = Vec::new();
+        while t0.elapsed() < Duration::from_secs(proof_secs) {
+            let i = rng.next() % size;
+            let p = log.inclusion_proof(i, size).unwrap();
+            std::hint::black_box(p);
+            proofs += 1;
+        }
+        let ours = proofs as f64 / t0.elapsed().as_secs_f64();
+        rt.block_on(log.shutdown());
+        drop(log);
+
+        // Baseline: raw RocksDB multi_get of the same node keys, same DB.
+        let raw_db = {
+            let opts = rocksdb::Options::default();
+            let cfs = rocksdb::DB::list_cf(&opts, &db_path).unwrap();
+            rocksdb::DB::open_cf_for_read_only(&opts, &db_path, cfs, false).unwrap()
+        };
+        let cf = raw_db.cf_handle("nodes").unwrap();
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let t0 = Instant::now();
+        let mut gets = 0u64;
+        while t0.elapsed() < Duration::from_secs(proof_secs) {
+            let i = rng.next() % size;
+            let keys: Vec<[u8; 9]> = inclusion_plan(i, size)
+                .unwrap()
+                .node_ids()
+                .iter()
+                .map(|id| {
+                    let mut k = [0u8; 9];
+                    k[0] = id.level;
+                    k[1..].copy_from_slice(&id.index.to_be_bytes());
+                    k
+                })
+                .collect();
+            keys_per_proof.push(keys.len());
+            let got = raw_db.batched_multi_get_cf(cf, &keys, false);
+            assert!(got.iter().all(|r| matches!(r, Ok(Some(_)))));
+            gets += 1;
+        }
+        let raw = gets as f64 / t0.elapsed().as_secs_f64();
+        drop(raw_db);
+        println!(
+            "| {size} | {append_rate:.0} | {rss_now:.0} | {ours:.0} | {raw:.0} | {:.2} |",
+            ours / raw
+        );
+        let mean_keys =
+            keys_per_proof.iter().sum::<usize>() as f64 / keys_per_proof.len().max(1) as f64;
+        eprintln!("mean node reads per proof at {size}: {mean_keys:.1}");
+    }
+    if rss.len() >= 2 {
+        println!("RSS ratio last/first: {:.2}", rss[rss.len() - 1] / rss[0]);
+    }
+}

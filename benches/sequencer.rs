@@ -1,0 +1,111 @@
+//! Criterion benches for the sequencer: group commits of N concurrent
+//! appends through `Log` on RocksDB (synced) and in memory, next to the
+//! baseline of a raw RocksDB synced `WriteBatch` holding the same entry bytes.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use modeltrail::audit::event::{prepare, Prepared};
+use modeltrail::log::{Log, LogConfig};
+use modeltrail::metrics::Metrics;
+use modeltrail::note::{KeyName, SignerKey};
+use modeltrail::store::{MemStore, RocksOptions, RocksStore, Store};
+use std::sync::Arc;
+
+const ORIGIN: &str = "bench.example/log";
+
+fn events(n: usize) -> Vec<Prepared> {
+    (0..n)
+        .map(|i| {
+            let v = serde_json::json!({
+                "action": "deploy",
+                "actor": {"type": "service", "id": "ci.pipeline"},
+                "timestamp": "2025-05-05T14:03:00Z",
+                "subject": {"type": "deployment", "id": format!("dep-{i}")},
+                "related": [{"type": "model_version", "id": "fraud:v3"}],
+                "metadata": {"region": "eu-west-1", "replicas": 3}
+            });
+            prepare(v.to_string().as_bytes()).unwrap()
+        })
+        .collect()
+}
+
+fn open(store: Arc<dyn Store>) -> Arc<Log> {
+    let k = SignerKey::from_seed(KeyName::new(ORIGIN).unwrap(), [9u8; 32]);
+    Arc::new(
+        Log::open(
+            store,
+            k,
+            LogConfig::new(ORIGIN),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap(),
+    )
+}
+
+/// Append concurrently, as many clients would, and wait for every receipt.
+async fn append_all(log: &Arc<Log>, evs: Vec<Prepared>) {
+    let tasks: Vec<_> = evs
+        .into_iter()
+        .map(|e| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(e).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn group_commit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("group_commit");
+    g.sample_size(20);
+    for n in [1usize, 64, 512] {
+        g.throughput(Throughput::Elements(n as u64));
+
+        // Baseline: the same bytes in one synced WriteBatch, raw RocksDB.
+        let dir = tempfile::tempdir().unwrap();
+        let db = rocksdb::DB::open_default(dir.path()).unwrap();
+        let evs = events(n);
+        let mut next = 0u64;
+        g.bench_with_input(
+            BenchmarkId::new("raw_rocksdb_synced_batch", n),
+            &n,
+            |b, _| {
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                b.iter(|| {
+                    let mut wb = rocksdb::WriteBatch::default();
+                    for e in &evs {
+                        next += 1;
+                        wb.put(next.to_be_bytes(), &e.canonical);
+                    }
+                    db.write_opt(wb, &wo).unwrap();
+                })
+            },
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let rocks: Arc<dyn Store> =
+            Arc::new(RocksStore::open(dir.path(), &RocksOptions::default()).unwrap());
+        let mem: Arc<dyn Store> = Arc::new(MemStore::new());
+        for (name, store) in [("log_rocksdb", rocks), ("log_memory", mem)] {
+            let log = open(store);
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+                b.iter_batched(
+                    || events(n),
+                    |evs| rt.block_on(append_all(&log, evs)),
+                    criterion::BatchSize::PerIteration,
+                )
+            });
+            rt.block_on(log.shutdown());
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, group_commit);
+criterion_main!(benches);

@@ -1,0 +1,499 @@
+//! The HTTP API (design §2): a thin axum layer. Handlers parse and bound
+//! their input, call the log, and map the result; every error is a JSON
+//! `{"error": {"code", "message"}}` with a fitting status.
+
+mod error;
+mod query;
+
+pub use error::ApiError;
+
+use crate::audit::event;
+use crate::error::Error;
+use crate::log::{Log, Receipt};
+use crate::note::parse_canonical_u64;
+use crate::tiles::{self, TileKind};
+use crate::tree::{leaf_hash, Hash};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use query::Query;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Largest request body accepted for an event.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Most entries in one `/v1/entries` page.
+    pub max_page: u64,
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_page: 1000,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub log: Arc<Log>,
+    /// SHA-256 of the admin bearer token; compared in constant time.
+    token_hash: Arc<[u8; 32]>,
+    limits: ApiLimits,
+}
+
+impl AppState {
+    pub fn new(log: Arc<Log>, admin_token: &str, limits: ApiLimits) -> Self {
+        AppState {
+            log,
+            token_hash: Arc::new(Sha256::digest(admin_token.as_bytes()).into()),
+            limits,
+        }
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t)
+            .ok_or(Error::Unauthorized)?;
+        let h: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        if bool::from(h.ct_eq(&*self.token_hash)) {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized.into())
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let timeout = state.limits.request_timeout;
+    Router::new()
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+        .route("/v1/log", get(log_info))
+        .route("/v1/events", post(append))
+        .route("/v1/events/{event_id}", get(event_by_id))
+        .route("/v1/entries", get(entries))
+        .route("/v1/entries/{index}", get(entry))
+        .route("/v1/proof/inclusion", get(inclusion))
+        .route("/v1/proof/consistency", get(consistency))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// Run blocking store reads off the async workers.
+async fn blocking<T: Send + 'static>(
+    log: &Arc<Log>,
+    f: impl FnOnce(&Log) -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || f(&log))
+        .await
+        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn hex32(h: &Hash) -> String {
+    hex::encode(h)
+}
+
+fn parse_hex32(s: &str, name: &str) -> Result<Hash, ApiError> {
+    let ok = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let bytes = if ok { hex::decode(s).ok() } else { None };
+    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        Error::bad(
+            "bad_hash",
+            format!("{name} must be 64 lowercase hex digits"),
+        )
+        .into()
+    })
+}
+
+fn raw_json(bytes: &[u8]) -> Result<Box<RawValue>, Error> {
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| Error::Internal("stored entry is not UTF-8".into()))?;
+    RawValue::from_string(s.to_string())
+        .map_err(|e| Error::Internal(format!("stored entry is not JSON: {e}")))
+}
+
+async fn checkpoint(State(st): State<AppState>) -> Response {
+    let head = st.log.head();
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=2"),
+        ],
+        head.checkpoint.clone(),
+    )
+        .into_response()
+}
+
+async fn tile(
+    State(st): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(path) = path.map_err(|e| Error::bad("bad_tile_path", e.body_text()))?;
+    let t = tiles::parse(&path).map_err(|m| Error::bad("bad_tile_path", m))?;
+    let size = st.log.head().size;
+    match t.min_tree_size() {
+        Some(needed) if needed <= size => {}
+        _ => {
+            return Err(
+                Error::NotFound(format!("tile {path} is not in the tree of size {size}")).into(),
+            )
+        }
+    }
+    let start = t.index * tiles::TILE_WIDTH;
+    let body = match t.kind {
+        TileKind::Hashes { level } => {
+            let hashes = blocking(&st.log, move |log| {
+                log.node_range(level * 8, start, t.width)
+            })
+            .await?;
+            hashes.concat()
+        }
+        TileKind::Entries => {
+            let entries = blocking(&st.log, move |log| log.entries(start, start + t.width)).await?;
+            tiles::entry_bundle(&entries)
+        }
+    };
+    let cache = if t.is_partial() {
+        "public, max-age=60"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+struct LogInfo {
+    origin: String,
+    verifier_key: String,
+    tree_size: u64,
+    root_hash: String,
+    checkpoint: String,
+}
+
+async fn log_info(State(st): State<AppState>) -> Json<LogInfo> {
+    let head = st.log.head();
+    Json(LogInfo {
+        origin: st.log.origin().to_string(),
+        verifier_key: st.log.verifier().to_string(),
+        tree_size: head.size,
+        root_hash: hex32(&head.root),
+        checkpoint: head.checkpoint.clone(),
+    })
+}
+
+#[derive(Serialize)]
+struct ReceiptJson {
+    index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    event_id: String,
+    event: Box<RawValue>,
+    checkpoint: String,
+    inclusion_proof: Vec<String>,
+    tlog_proof: String,
+}
+
+fn receipt_json(r: &Receipt, event_id: String) -> Result<ReceiptJson, Error> {
+    Ok(ReceiptJson {
+        index: r.index,
+        tree_size: r.head.size,
+        leaf_hash: hex32(&r.leaf_hash),
+        event_id,
+        event: raw_json(&r.canonical)?,
+        checkpoint: r.head.checkpoint.clone(),
+        inclusion_proof: r.proof.iter().map(hex32).collect(),
+        tlog_proof: r.tlog_proof(),
+    })
+}
+
+async fn append(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    st.authorize(&headers)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(
+            Error::UnsupportedMediaType("Content-Type must be application/json".into()).into(),
+        );
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
+    let prepared = event::prepare(&bytes).map_err(|e| match e {
+        event::EventError::TooLarge(_) => Error::TooLarge(e.to_string()),
+        event::EventError::Json(_) => Error::bad("invalid_json", e.to_string()),
+        event::EventError::Field { .. } => Error::bad("invalid_event", e.to_string()),
+    })?;
+    let event_id = prepared.event_id.to_string();
+    let receipt = st.log.append(prepared).await?;
+    let status = if receipt.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(receipt_json(&receipt, event_id)?)).into_response())
+}
+
+#[derive(Serialize)]
+struct EntryJson {
+    index: u64,
+    leaf_hash: String,
+    event: Box<RawValue>,
+}
+
+fn entry_json(index: u64, bytes: &[u8]) -> Result<EntryJson, Error> {
+    Ok(EntryJson {
+        index,
+        leaf_hash: hex32(&leaf_hash(bytes)),
+        event: raw_json(bytes)?,
+    })
+}
+
+fn path_u64(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    name: &str,
+) -> Result<u64, ApiError> {
+    let Path(s) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
+    parse_canonical_u64(&s).ok_or_else(|| {
+        Error::bad(
+            "bad_number",
+            format!("{name} must be a canonical non-negative integer"),
+        )
+        .into()
+    })
+}
+
+async fn entry(
+    State(st): State<AppState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<EntryJson>, ApiError> {
+    let index = path_u64(p, "index")?;
+    let bytes = blocking(&st.log, move |log| log.entry(index)).await?;
+    Ok(Json(entry_json(index, &bytes)?))
+}
+
+#[derive(Serialize)]
+struct Page {
+    start: u64,
+    tree_size: u64,
+    entries: Vec<EntryJson>,
+}
+
+async fn entries(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Page>, ApiError> {
+    let q = Query::parse(q.as_deref(), &["start", "limit"])?;
+    let start = q.u64("start")?.unwrap_or(0);
+    let limit = q.u64("limit")?.unwrap_or(100);
+    if limit == 0 || limit > st.limits.max_page {
+        return Err(Error::bad(
+            "bad_limit",
+            format!("limit must be 1..={}", st.limits.max_page),
+        )
+        .into());
+    }
+    let size = st.log.head().size;
+    if start > size {
+        return Err(Error::bad(
+            "beyond_tree",
+            format!("start {start} is beyond the tree size {size}"),
+        )
+        .into());
+    }
+    let end = start.saturating_add(limit).min(size);
+    let list = blocking(&st.log, move |log| log.entries(start, end)).await?;
+    let entries = list
+        .iter()
+        .enumerate()
+        .map(|(i, b)| entry_json(start + i as u64, b))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Page {
+        start,
+        tree_size: size,
+        entries,
+    }))
+}
+
+async fn event_by_id(
+    State(st): State<AppState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<EntryJson>, ApiError> {
+    let Path(s) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
+    let id = uuid::Uuid::try_parse(&s)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == s)
+        .ok_or_else(|| {
+            Error::bad(
+                "bad_event_id",
+                "event_id must be a lowercase hyphenated UUID",
+            )
+        })?;
+    let (index, bytes) = blocking(&st.log, move |log| {
+        let index = log
+            .find_event(id.as_bytes())?
+            .ok_or_else(|| Error::NotFound(format!("no event {id}")))?;
+        Ok((index, log.entry(index)?))
+    })
+    .await?;
+    Ok(Json(entry_json(index, &bytes)?))
+}
+
+#[derive(Serialize)]
+struct InclusionJson {
+    index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    proof: Vec<String>,
+}
+
+async fn inclusion(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<InclusionJson>, ApiError> {
+    let q = Query::parse(q.as_deref(), &["index", "leaf_hash", "tree_size"])?;
+    let head_size = st.log.head().size;
+    let size = q.u64("tree_size")?.unwrap_or(head_size);
+    if size > head_size {
+        return Err(Error::bad(
+            "beyond_tree",
+            format!("tree_size {size} is beyond the tree size {head_size}"),
+        )
+        .into());
+    }
+    if size == 0 {
+        return Err(Error::bad("empty_tree", "tree_size 0 has no inclusion proofs").into());
+    }
+    let by_hash = match q.str("leaf_hash") {
+        Some(h) => Some(parse_hex32(h, "leaf_hash")?),
+        None => None,
+    };
+    let index = q.u64("index")?;
+    let (index, leaf, proof) = blocking(&st.log, move |log| {
+        let (index, leaf) = match (index, by_hash) {
+            (Some(i), None) => {
+                if i >= size {
+                    return Err(Error::bad(
+                        "index_out_of_range",
+                        format!("index {i} is not below tree_size {size}"),
+                    ));
+                }
+                (i, leaf_hash(&log.entry(i)?))
+            }
+            (None, Some(h)) => {
+                let i = log
+                    .find_leaf(&h)?
+                    .ok_or_else(|| Error::NotFound("no entry with that leaf hash".into()))?;
+                if i >= size {
+                    return Err(Error::NotFound(format!(
+                        "that leaf is at index {i}, not below tree_size {size}"
+                    )));
+                }
+                (i, h)
+            }
+            _ => {
+                return Err(Error::bad(
+                    "bad_query",
+                    "give exactly one of index and leaf_hash",
+                ))
+            }
+        };
+        Ok((index, leaf, log.inclusion_proof(index, size)?))
+    })
+    .await?;
+    Ok(Json(InclusionJson {
+        index,
+        tree_size: size,
+        leaf_hash: hex32(&leaf),
+        proof: proof.iter().map(hex32).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct ConsistencyJson {
+    old_size: u64,
+    new_size: u64,
+    proof: Vec<String>,
+}
+
+async fn consistency(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<ConsistencyJson>, ApiError> {
+    let q = Query::parse(q.as_deref(), &["old_size", "new_size"])?;
+    let old = q
+        .u64("old_size")?
+        .ok_or_else(|| Error::bad("bad_query", "old_size is required"))?;
+    let new = match q.u64("new_size")? {
+        Some(n) => n,
+        None => st.log.head().size,
+    };
+    let proof = blocking(&st.log, move |log| log.consistency_proof(old, new)).await?;
+    Ok(Json(ConsistencyJson {
+        old_size: old,
+        new_size: new,
+        proof: proof.iter().map(hex32).collect(),
+    }))
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        st.log.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    let head = st.log.head();
+    let body = serde_json::json!({"status": if st.log.healthy() { "ok" } else { "failing" }, "tree_size": head.size});
+    let status = if st.log.healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,337 @@
+//! Audit events (design §3): strict validation at the boundary, a server
+//! assigned UUIDv7 when the client sent no `event_id`, and RFC 8785 (JCS)
+//! canonical bytes, which are the leaf bytes.
+//!
+//! JSON is parsed strictly: duplicate object keys, integers outside the
+//! range a double holds exactly (±(2^53 − 1)), and nesting deeper than
+//! [`MAX_DEPTH`] are errors, so that every implementation computes the same
+//! canonical bytes.
+
+use crate::tree::{self, Hash};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+use uuid::Uuid;
+
+/// The largest leaf: entry bundles length-prefix entries with a uint16.
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+/// Deepest nesting of arrays and objects accepted.
+pub const MAX_DEPTH: usize = 32;
+const MAX_SAFE_INT: u64 = (1 << 53) - 1;
+const MAX_RELATED: usize = 64;
+const MAX_ID_LEN: usize = 512;
+
+/// Top-level fields an event may have.
+pub const FIELDS: &[&str] = &[
+    "event_id",
+    "action",
+    "actor",
+    "timestamp",
+    "subject",
+    "related",
+    "metadata",
+    "integrity",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("{field}: {msg}")]
+    Field { field: String, msg: String },
+    #[error("event is {0} bytes in canonical form; the limit is {MAX_ENTRY_BYTES}")]
+    TooLarge(usize),
+}
+
+fn field(field: &str, msg: impl Into<String>) -> EventError {
+    EventError::Field {
+        field: field.to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// A validated event ready to append.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub event_id: Uuid,
+    /// True if the client chose the id (a resubmission may match a stored event).
+    pub client_id: bool,
+    pub canonical: Vec<u8>,
+    pub leaf_hash: Hash,
+}
+
+/// Parse, validate and canonicalize a submitted event body.
+pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
+    let mut value = parse_strict(body)?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| EventError::Json("an event must be a JSON object".into()))?;
+    let (event_id, client_id) = match obj.get("event_id") {
+        None => (Uuid::now_v7(), false),
+        Some(v) => (parse_event_id(v)?, true),
+    };
+    obj.insert("event_id".into(), Value::String(event_id.to_string()));
+    validate(obj)?;
+    let canonical = serde_jcs::to_vec(&value).map_err(|e| EventError::Json(e.to_string()))?;
+    if canonical.len() > MAX_ENTRY_BYTES {
+        return Err(EventError::TooLarge(canonical.len()));
+    }
+    Ok(Prepared {
+        event_id,
+        client_id,
+        leaf_hash: tree::leaf_hash(&canonical),
+        canonical,
+    })
+}
+
+/// Canonical form of stored leaf bytes, for resubmission comparisons and
+/// offline recomputation.
+pub fn canonicalize(value: &Value) -> Result<Vec<u8>, EventError> {
+    serde_jcs::to_vec(value).map_err(|e| EventError::Json(e.to_string()))
+}
+
+fn parse_event_id(v: &Value) -> Result<Uuid, EventError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| field("event_id", "must be a string"))?;
+    let id = Uuid::try_parse(s).map_err(|_| field("event_id", "is not a UUID"))?;
+    if id.hyphenated().to_string() != s {
+        return Err(field(
+            "event_id",
+            "must be a lowercase hyphenated UUID (8-4-4-4-12)",
+        ));
+    }
+    if id.is_nil() || id.is_max() {
+        return Err(field("event_id", "must not be the nil or max UUID"));
+    }
+    Ok(id)
+}
+
+fn validate(obj: &Map<String, Value>) -> Result<(), EventError> {
+    for k in obj.keys() {
+        if !FIELDS.contains(&k.as_str()) {
+            return Err(field(k, "unknown field"));
+        }
+    }
+    let action = required_str(obj, "action")?;
+    check_ident("action", action)?;
+
+    let actor = required(obj, "actor")?
+        .as_object()
+        .ok_or_else(|| field("actor", "must be an object"))?;
+    only_keys("actor", actor, &["type", "id"])?;
+    let actor_type =
+        required_str(actor, "type").map_err(|_| field("actor.type", "required string"))?;
+    if actor_type != "user" && actor_type != "service" {
+        return Err(field("actor.type", "must be \"user\" or \"service\""));
+    }
+    check_id("actor.id", actor.get("id"))?;
+
+    let ts = required_str(obj, "timestamp")?;
+    if ts.len() > 64
+        || time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_err()
+    {
+        return Err(field("timestamp", "must be an RFC 3339 date-time"));
+    }
+
+    check_ref("subject", required(obj, "subject")?)?;
+    if let Some(related) = obj.get("related") {
+        let list = related
+            .as_array()
+            .ok_or_else(|| field("related", "must be an array"))?;
+        if list.len() > MAX_RELATED {
+            return Err(field("related", format!("at most {MAX_RELATED} links")));
+        }
+        for (i, r) in list.iter().enumerate() {
+            check_ref(&format!("related[{i}]"), r)?;
+        }
+    }
+    if let Some(m) = obj.get("metadata") {
+        if !m.is_object() {
+            return Err(field("metadata", "must be an object"));
+        }
+    }
+    if let Some(i) = obj.get("integrity") {
+        let i = i
+            .as_object()
+            .ok_or_else(|| field("integrity", "must be an object"))?;
+        only_keys("integrity", i, &["artifact_sha256", "signature"])?;
+        if let Some(a) = i.get("artifact_sha256") {
+            let ok = a.as_str().is_some_and(|s| {
+                s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+            if !ok {
+                return Err(field(
+                    "integrity.artifact_sha256",
+                    "must be 64 lowercase hex digits",
+                ));
+            }
+        }
+        if let Some(s) = i.get("signature") {
+            if !s.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 1024) {
+                return Err(field(
+                    "integrity.signature",
+                    "must be a string of 1..=1024 bytes",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn required<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a Value, EventError> {
+    obj.get(name).ok_or_else(|| field(name, "required"))
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, EventError> {
+    required(obj, name)?
+        .as_str()
+        .ok_or_else(|| field(name, "must be a string"))
+}
+
+fn only_keys(name: &str, obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), EventError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(field(&format!("{name}.{k}"), "unknown field")),
+        None => Ok(()),
+    }
+}
+
+/// Lowercase identifiers: actions and reference types.
+fn check_ident(name: &str, s: &str) -> Result<(), EventError> {
+    let ok = (1..=64).contains(&s.len())
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(field(name, "must match [a-z][a-z0-9_]{0,63}"))
+    }
+}
+
+fn check_id(name: &str, v: Option<&Value>) -> Result<(), EventError> {
+    let s = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| field(name, "required string"))?;
+    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
+        return Err(field(
+            name,
+            format!("must be 1..={MAX_ID_LEN} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// `{"type": ident, "id": string}`: a subject or a lineage link.
+fn check_ref(name: &str, v: &Value) -> Result<(), EventError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| field(name, "must be an object with type and id"))?;
+    only_keys(name, obj, &["type", "id"])?;
+    let t = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| field(&format!("{name}.type"), "required string"))?;
+    check_ident(&format!("{name}.type"), t)?;
+    check_id(&format!("{name}.id"), obj.get("id"))
+}
+
+/// Parse JSON rejecting duplicate keys, unsafe integers and deep nesting.
+pub fn parse_strict(body: &[u8]) -> Result<Value, EventError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = StrictSeed { depth: 0 }
+        .deserialize_any_value(&mut de)
+        .map_err(|e| EventError::Json(e.to_string()))?;
+    de.end().map_err(|e| EventError::Json(e.to_string()))?;
+    Ok(v)
+}
+
+struct StrictSeed {
+    depth: usize,
+}
+
+impl StrictSeed {
+    fn deserialize_any_value<'de, D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor { depth: self.depth })
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.deserialize_any_value(d)
+    }
+}
+
+struct StrictVisitor {
+    depth: usize,
+}
+
+impl StrictVisitor {
+    fn nested<E: de::Error>(&self) -> Result<StrictSeed, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        Ok(StrictSeed {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        if v.unsigned_abs() > MAX_SAFE_INT {
+            return Err(E::custom("integer outside ±(2^53 - 1)"));
+        }
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        if v > MAX_SAFE_INT {
+            return Err(E::custom("integer outside ±(2^53 - 1)"));
+        }
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number is not finite"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self.nested()?)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!("duplicate key {k:?}")));
+            }
+            let v = map.next_value_seed(self.nested()?)?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests;

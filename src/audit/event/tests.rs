@@ -1,0 +1,202 @@
+use super::*;
+use serde_json::json;
+
+fn good() -> Value {
+    json!({
+        "action": "promote",
+        "actor": {"type": "user", "id": "mlops.alex"},
+        "timestamp": "2025-05-05T14:03:00Z",
+        "subject": {"type": "model_version", "id": "fraud:v3"},
+        "related": [{"type": "run", "id": "run-933"}, {"type": "dataset", "id": "ds:2025-05-01"}],
+        "metadata": {"from_stage": "staging", "to_stage": "production", "metrics": {"auc": 0.945}},
+        "integrity": {"artifact_sha256": "b1c0000000000000000000000000000000000000000000000000000000000000"}
+    })
+}
+
+fn prep(v: &Value) -> Result<Prepared, EventError> {
+    prepare(v.to_string().as_bytes())
+}
+
+#[test]
+fn assigns_uuid_v7_and_canonicalizes() {
+    let p = prep(&good()).unwrap();
+    assert!(!p.client_id);
+    assert_eq!(p.event_id.get_version_num(), 7);
+    let text = String::from_utf8(p.canonical.clone()).unwrap();
+    // JCS: sorted keys, no whitespace.
+    assert!(text.starts_with(
+        "{\"action\":\"promote\",\"actor\":{\"id\":\"mlops.alex\",\"type\":\"user\"}"
+    ));
+    assert!(text.contains(&format!("\"event_id\":\"{}\"", p.event_id)));
+    assert_eq!(p.leaf_hash, crate::tree::leaf_hash(&p.canonical));
+    // The canonical form is a fixed point, and whitespace or key order in
+    // the submission does not change it.
+    let mut v = good();
+    v["event_id"] = json!(p.event_id.to_string());
+    let again = prepare(serde_json::to_string_pretty(&v).unwrap().as_bytes()).unwrap();
+    assert!(again.client_id);
+    assert_eq!(again.canonical, p.canonical);
+    let reparsed: Value = serde_json::from_slice(&p.canonical).unwrap();
+    assert_eq!(canonicalize(&reparsed).unwrap(), p.canonical);
+}
+
+#[test]
+fn jcs_numbers() {
+    let mut v = good();
+    v["metadata"] =
+        json!({"a": 1.0, "b": 1e21, "c": -0.0, "d": 0.000001, "e": 9007199254740991u64});
+    let p = prep(&v).unwrap();
+    let text = String::from_utf8(p.canonical).unwrap();
+    assert!(
+        text.contains(
+            "\"metadata\":{\"a\":1,\"b\":1e+21,\"c\":0,\"d\":0.000001,\"e\":9007199254740991}"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn rejects_bad_events() {
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("unknown top-level", Box::new(|v| v["extra"] = json!(1))),
+        (
+            "missing action",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("action");
+            }),
+        ),
+        (
+            "missing actor",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("actor");
+            }),
+        ),
+        (
+            "missing timestamp",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("timestamp");
+            }),
+        ),
+        (
+            "missing subject",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("subject");
+            }),
+        ),
+        ("action number", Box::new(|v| v["action"] = json!(5))),
+        ("action upper", Box::new(|v| v["action"] = json!("Promote"))),
+        ("action empty", Box::new(|v| v["action"] = json!(""))),
+        ("actor string", Box::new(|v| v["actor"] = json!("alex"))),
+        (
+            "actor bad type",
+            Box::new(|v| v["actor"]["type"] = json!("robot")),
+        ),
+        ("actor empty id", Box::new(|v| v["actor"]["id"] = json!(""))),
+        (
+            "actor extra",
+            Box::new(|v| v["actor"]["email"] = json!("a@b")),
+        ),
+        (
+            "timestamp bad",
+            Box::new(|v| v["timestamp"] = json!("yesterday")),
+        ),
+        (
+            "timestamp no zone",
+            Box::new(|v| v["timestamp"] = json!("2025-05-05T14:03:00")),
+        ),
+        (
+            "timestamp number",
+            Box::new(|v| v["timestamp"] = json!(1746453780)),
+        ),
+        (
+            "subject no id",
+            Box::new(|v| v["subject"] = json!({"type": "model_version"})),
+        ),
+        (
+            "subject bad type",
+            Box::new(|v| v["subject"]["type"] = json!("Model Version")),
+        ),
+        (
+            "related object",
+            Box::new(|v| v["related"] = json!({"type": "run", "id": "r"})),
+        ),
+        (
+            "related item",
+            Box::new(|v| v["related"] = json!(["run-1"])),
+        ),
+        (
+            "related too many",
+            Box::new(|v| v["related"] = json!(vec![json!({"type":"run","id":"r"}); 65])),
+        ),
+        ("metadata array", Box::new(|v| v["metadata"] = json!([1]))),
+        (
+            "integrity hex",
+            Box::new(|v| v["integrity"]["artifact_sha256"] = json!("B1C")),
+        ),
+        (
+            "integrity extra",
+            Box::new(|v| v["integrity"]["md5"] = json!("x")),
+        ),
+        ("event_id number", Box::new(|v| v["event_id"] = json!(7))),
+        (
+            "event_id bad",
+            Box::new(|v| v["event_id"] = json!("not-a-uuid")),
+        ),
+        (
+            "event_id upper",
+            Box::new(|v| v["event_id"] = json!("018F4C1E-0000-7000-8000-000000000000")),
+        ),
+        (
+            "event_id braces",
+            Box::new(|v| v["event_id"] = json!("{018f4c1e-0000-7000-8000-000000000000}")),
+        ),
+        (
+            "event_id nil",
+            Box::new(|v| v["event_id"] = json!("00000000-0000-0000-0000-000000000000")),
+        ),
+        (
+            "big int",
+            Box::new(|v| v["metadata"] = json!({"n": 9007199254740992u64})),
+        ),
+        (
+            "big negative",
+            Box::new(|v| v["metadata"] = json!({"n": -9007199254740992i64})),
+        ),
+        (
+            "too large",
+            Box::new(|v| v["metadata"] = json!({"blob": "x".repeat(70_000)})),
+        ),
+    ];
+    for (name, mutate) in cases {
+        let mut v = good();
+        mutate(&mut v);
+        assert!(prep(&v).is_err(), "{name} was accepted");
+    }
+}
+
+#[test]
+fn rejects_bad_json() {
+    for bad in [
+        &b"[1,2]"[..],
+        b"\"str\"",
+        b"null",
+        b"",
+        b"{",
+        b"{\"action\":\"a\",\"action\":\"b\"}",
+        b"{\"metadata\":{\"k\":1,\"k\":2}}",
+        b"{\"a\":\xff}",
+        b"{} {}",
+        b"{\"a\":NaN}",
+    ] {
+        assert!(
+            prepare(bad).is_err(),
+            "accepted {:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let mut v = good();
+    v["metadata"] = json!({"d": serde_json::from_str::<Value>(&deep).unwrap()});
+    assert!(prep(&v).is_err());
+}

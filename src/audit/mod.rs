@@ -1,0 +1,3 @@
+//! ML audit events: the schema of design §3 and its canonical form.
+
+pub mod event;

@@ -1,0 +1,60 @@
+//! The one error type that crosses from the library to the HTTP layer. Each
+//! variant maps to one status code; `Internal` details are logged, not sent.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400, with a stable machine-readable code.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the event id is in the log with other content.
+    #[error("event id already in the log at index {index} with different content")]
+    Conflict { index: u64 },
+    /// 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 401.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 503 with Retry-After: the append queue is full.
+    #[error("the log is busy; retry shortly")]
+    Overloaded,
+    /// 503: shutting down, or recovering from a storage failure.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: details are logged server-side only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<crate::tree::TreeError> for Error {
+    fn from(e: crate::tree::TreeError) -> Self {
+        use crate::tree::TreeError::*;
+        match e {
+            IndexOutOfRange { .. } | BadSizes { .. } | EmptyTree => {
+                Error::bad("bad_range", e.to_string())
+            }
+            MissingNode { .. } | Storage(_) => Error::Internal(e.to_string()),
+        }
+    }
+}

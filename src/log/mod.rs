@@ -1,0 +1,478 @@
+//! The log: one sequencer thread that owns the tree's right edge and is the
+//! only writer, plus the read paths every handler uses.
+//!
+//! Commit order for each batch (group commit):
+//! 1. resolve resubmissions (event id already stored or repeated in the batch);
+//! 2. extend a copy of the in-memory right edge with the new leaves (no reads);
+//! 3. sign one checkpoint for the new size;
+//! 4. write entries, nodes, indexes, size and checkpoint in one atomic
+//!    `WriteBatch` with one fsync;
+//! 5. only then publish the new head and answer every waiter.
+//!
+//! A failed commit is fatal for the in-memory state: every waiter in the
+//! batch gets an error and the sequencer reloads its state from the store
+//! with the same code that runs at start-up, so recovery is the normal path.
+//! A checkpoint is signed only over a tree that extends the stored one, and
+//! a signed checkpoint leaves the process only after it is durable, so the
+//! published checkpoint never moves backwards or forks.
+
+mod sequencer;
+
+use crate::audit::event::Prepared;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::note::{Checkpoint, KeyName, NoteError, SignerKey, TlogProof, VerifierKey};
+use crate::store::{Batch, EventId, Store, StoreHashes};
+use crate::tree::{self, Hash, HashReader, NodeId, RightEdge, TreeError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Limits and identity of a log.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub origin: String,
+    /// Submissions waiting for the sequencer before appends get 503.
+    pub queue_depth: usize,
+    /// Most submissions in one group commit.
+    pub max_batch: usize,
+}
+
+impl LogConfig {
+    pub fn new(origin: &str) -> Self {
+        LogConfig {
+            origin: origin.to_string(),
+            queue_depth: 16_384,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// A signed tree head the log has made durable and published.
+#[derive(Debug)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed checkpoint note.
+    pub checkpoint: String,
+}
+
+/// The answer to an append.
+#[derive(Debug)]
+pub struct Receipt {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    /// False when an identical event was already in the log.
+    pub created: bool,
+    pub head: Arc<Head>,
+    pub proof: Vec<Hash>,
+    pub canonical: Arc<Vec<u8>>,
+}
+
+impl Receipt {
+    /// The c2sp tlog-proof text for this receipt.
+    pub fn tlog_proof(&self) -> String {
+        TlogProof {
+            extra: None,
+            index: self.index,
+            proof: self.proof.clone(),
+            checkpoint: self.head.checkpoint.clone(),
+        }
+        .encode()
+    }
+}
+
+pub(crate) enum Job {
+    Append(Submission),
+    Stop,
+}
+
+pub(crate) struct Submission {
+    prepared: Prepared,
+    reply: oneshot::Sender<Result<Committed, Error>>,
+}
+
+/// What the sequencer hands back: the proof is computed by the waiter from
+/// `nodes` (memory), off the sequencer's critical path.
+struct Committed {
+    index: u64,
+    created: bool,
+    head: Arc<Head>,
+    nodes: Arc<HashMap<NodeId, Hash>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the signing key's name {key} must equal the origin {origin}")]
+    KeyNameMismatch { key: String, origin: String },
+    #[error("this data directory holds the log {stored:?}, not {configured:?}")]
+    OriginMismatch { stored: String, configured: String },
+    #[error(
+        "this data directory's log is signed by {stored}, not by the configured key {configured}"
+    )]
+    KeyMismatch { stored: String, configured: String },
+    #[error("stored state is inconsistent: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+pub struct Log {
+    store: Arc<dyn Store>,
+    origin: String,
+    verifier: VerifierKey,
+    head: watch::Receiver<Arc<Head>>,
+    tx: mpsc::Sender<Job>,
+    healthy: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The durable state the sequencer works from, loaded from the store.
+struct State {
+    edge: RightEdge,
+    head: Arc<Head>,
+}
+
+/// Load state from the store: the same code at start-up and after a failed
+/// commit. Reads the right edge's nodes and the stored checkpoint; writes
+/// only the first checkpoint of a brand-new log.
+fn load_state(store: &dyn Store, signer: &SignerKey, origin: &str) -> Result<State, OpenError> {
+    let size = store.tree_size()?;
+    let edge = RightEdge::load(size, &StoreHashes(store))?;
+    let signed = match store.checkpoint()? {
+        Some(cp) => String::from_utf8(cp)
+            .map_err(|_| OpenError::Corrupt("checkpoint is not UTF-8".into()))?,
+        None if size == 0 => {
+            let signed = Checkpoint::new(origin, 0, tree::empty_root()).sign(signer)?;
+            store.commit(&Batch {
+                first_index: 0,
+                entries: &[],
+                nodes: &[],
+                checkpoint: signed.as_bytes(),
+            })?;
+            signed
+        }
+        None => return Err(OpenError::Corrupt("entries but no checkpoint".into())),
+    };
+    let (cp, _) = Checkpoint::open(signed.as_bytes(), origin, &signer.verifier())?;
+    if cp.size != size || cp.root != edge.root() {
+        return Err(OpenError::Corrupt(format!(
+            "stored checkpoint (size {}) does not match the stored tree (size {size})",
+            cp.size
+        )));
+    }
+    Ok(State {
+        head: Arc::new(Head {
+            size,
+            root: cp.root,
+            checkpoint: signed,
+        }),
+        edge,
+    })
+}
+
+impl Log {
+    /// Open a log on `store`, checking that the store belongs to this origin
+    /// and key, and start the sequencer thread.
+    pub fn open(
+        store: Arc<dyn Store>,
+        signer: SignerKey,
+        config: LogConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Log, OpenError> {
+        let origin = config.origin.clone();
+        if signer.name().as_str() != origin {
+            return Err(OpenError::KeyNameMismatch {
+                key: signer.name().to_string(),
+                origin,
+            });
+        }
+        KeyName::new(&origin)?;
+        let vkey = signer.verifier().to_string();
+        match store.get_meta("origin")? {
+            None => store.put_meta("origin", origin.as_bytes())?,
+            Some(o) if o != origin.as_bytes() => {
+                return Err(OpenError::OriginMismatch {
+                    stored: String::from_utf8_lossy(&o).into_owned(),
+                    configured: origin,
+                })
+            }
+            Some(_) => {}
+        }
+        match store.get_meta("verifier_key")? {
+            None => store.put_meta("verifier_key", vkey.as_bytes())?,
+            Some(v) if v != vkey.as_bytes() => {
+                return Err(OpenError::KeyMismatch {
+                    stored: String::from_utf8_lossy(&v).into_owned(),
+                    configured: vkey,
+                })
+            }
+            Some(_) => {}
+        }
+        let state = load_state(store.as_ref(), &signer, &origin)?;
+        metrics.tree_size.set(state.head.size as i64);
+        let (head_tx, head_rx) = watch::channel(state.head.clone());
+        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let seq = sequencer::Sequencer {
+            store: store.clone(),
+            signer: signer.clone(),
+            origin: origin.clone(),
+            max_batch: config.max_batch.max(1),
+            state,
+            head_tx,
+            healthy: healthy.clone(),
+            metrics: metrics.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || seq.run(rx))
+            .map_err(|e| OpenError::Corrupt(format!("cannot start the sequencer: {e}")))?;
+        Ok(Log {
+            store,
+            origin,
+            verifier: signer.verifier(),
+            head: head_rx,
+            tx,
+            healthy,
+            metrics,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn verifier(&self) -> &VerifierKey {
+        &self.verifier
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// False after a storage failure the sequencer could not recover from.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The latest published (durable, signed) tree head.
+    pub fn head(&self) -> Arc<Head> {
+        self.head.borrow().clone()
+    }
+
+    /// Append a prepared event; resolves once it is durable and covered by a
+    /// signed checkpoint, or with the original index for an identical
+    /// resubmission.
+    pub async fn append(&self, prepared: Prepared) -> Result<Receipt, Error> {
+        if prepared.client_id {
+            // Fast path for resubmissions; the sequencer checks again.
+            if let Some(r) = self.existing(&prepared)? {
+                return Ok(r);
+            }
+        }
+        let canonical = Arc::new(prepared.canonical.clone());
+        let leaf_hash = prepared.leaf_hash;
+        let (reply, rx) = oneshot::channel();
+        match self
+            .tx
+            .try_send(Job::Append(Submission { prepared, reply }))
+        {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.overloaded.inc();
+                return Err(Error::Overloaded);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(Error::Unavailable("the log is shutting down".into()))
+            }
+        }
+        let c = rx
+            .await
+            .map_err(|_| Error::Unavailable("the log is shutting down".into()))??;
+        let reader = Overlay {
+            nodes: &c.nodes,
+            store: self.store.as_ref(),
+        };
+        let proof = tree::inclusion_plan(c.index, c.head.size)?.fetch(&reader)?;
+        Ok(Receipt {
+            index: c.index,
+            leaf_hash,
+            created: c.created,
+            head: c.head,
+            proof,
+            canonical,
+        })
+    }
+
+    /// A fresh receipt for an event whose id is already stored, a conflict if
+    /// its content differs, or `None` if the id is new.
+    fn existing(&self, p: &Prepared) -> Result<Option<Receipt>, Error> {
+        let head = self.head();
+        let Some(index) = self.store.find_event(p.event_id.as_bytes())? else {
+            return Ok(None);
+        };
+        if index >= head.size {
+            return Ok(None); // stored but not yet published: let the sequencer answer
+        }
+        let stored = self.store.entry(index)?;
+        if stored != p.canonical {
+            self.metrics.conflicts.inc();
+            return Err(Error::Conflict { index });
+        }
+        self.metrics.duplicates.inc();
+        let proof =
+            tree::inclusion_plan(index, head.size)?.fetch(&StoreHashes(self.store.as_ref()))?;
+        Ok(Some(Receipt {
+            index,
+            leaf_hash: p.leaf_hash,
+            created: false,
+            head,
+            proof,
+            canonical: Arc::new(stored),
+        }))
+    }
+
+    /// Stop accepting appends, let the sequencer finish what is queued, and
+    /// wait for it to exit.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Job::Stop).await;
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    // ---- reads: all bounded by the published head ----
+
+    fn check_size(&self, size: u64, what: &str) -> Result<Arc<Head>, Error> {
+        let head = self.head();
+        if size > head.size {
+            return Err(Error::bad(
+                "beyond_tree",
+                format!("{what} {size} is beyond the tree size {}", head.size),
+            ));
+        }
+        Ok(head)
+    }
+
+    /// Entry bytes at `index` (below the published size).
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, Error> {
+        let head = self.head();
+        if index >= head.size {
+            return Err(Error::NotFound(format!(
+                "no entry {index}: the tree size is {}",
+                head.size
+            )));
+        }
+        Ok(self.store.entry(index)?)
+    }
+
+    /// Entries `[start, end)`, clipped to the published size.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let size = self.head().size;
+        let end = end.min(size);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.entries(start, end)?)
+    }
+
+    /// The published index of the entry with this leaf hash.
+    pub fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, Error> {
+        let size = self.head().size;
+        Ok(self.store.find_leaf(leaf)?.filter(|i| *i < size))
+    }
+
+    pub fn find_event(&self, id: &EventId) -> Result<Option<u64>, Error> {
+        let size = self.head().size;
+        Ok(self.store.find_event(id)?.filter(|i| *i < size))
+    }
+
+    /// Inclusion proof for `index` in the tree of `size` (≤ published size).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        self.check_size(size, "tree_size")?;
+        if size == 0 {
+            return Err(Error::bad(
+                "empty_tree",
+                "tree_size 0 has no inclusion proofs",
+            ));
+        }
+        if index >= size {
+            return Err(Error::bad(
+                "index_out_of_range",
+                format!("index {index} is not below tree_size {size}"),
+            ));
+        }
+        Ok(tree::inclusion_plan(index, size)?.fetch(&StoreHashes(self.store.as_ref()))?)
+    }
+
+    /// Consistency proof between two published sizes, 1 ≤ old ≤ new.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+        self.check_size(new, "new_size")?;
+        if old == 0 {
+            return Err(Error::bad("empty_tree", "old_size must be at least 1"));
+        }
+        if old > new {
+            return Err(Error::bad(
+                "bad_range",
+                format!("old_size {old} is greater than new_size {new}"),
+            ));
+        }
+        Ok(tree::consistency_plan(old, new)?.fetch(&StoreHashes(self.store.as_ref()))?)
+    }
+
+    /// Hashes at tree `level`, indexes `[start, start + count)`, all below the
+    /// published size (the caller checks that they are complete).
+    pub fn node_range(&self, level: u8, start: u64, count: u64) -> Result<Vec<Hash>, Error> {
+        Ok(self.store.node_range(level, start, start + count)?)
+    }
+}
+
+/// Node hashes from the batch in memory, falling back to the store (only
+/// resubmitted old entries need the fallback).
+struct Overlay<'a> {
+    nodes: &'a HashMap<NodeId, Hash>,
+    store: &'a dyn Store,
+}
+
+impl HashReader for Overlay<'_> {
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, TreeError> {
+        let mut out: Vec<Option<Hash>> = ids.iter().map(|id| self.nodes.get(id).copied()).collect();
+        let missing: Vec<NodeId> = ids
+            .iter()
+            .zip(&out)
+            .filter(|(_, h)| h.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !missing.is_empty() {
+            let mut got = StoreHashes(self.store).read_hashes(&missing)?.into_iter();
+            for slot in out.iter_mut().filter(|h| h.is_none()) {
+                *slot = got.next();
+            }
+        }
+        out.into_iter()
+            .zip(ids)
+            .map(|(h, id)| {
+                h.ok_or(TreeError::MissingNode {
+                    level: id.level,
+                    index: id.index,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! Prometheus metrics, exposed at `GET /metrics` in the text format.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub appends: Counter,
+    pub duplicates: Counter,
+    pub conflicts: Counter,
+    pub overloaded: Counter,
+    pub batches: Counter,
+    pub commit_failures: Counter,
+    pub batch_size: Histogram,
+    pub commit_seconds: Histogram,
+    pub tree_size: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("modeltrail");
+        let m = Metrics {
+            appends: Counter::default(),
+            duplicates: Counter::default(),
+            conflicts: Counter::default(),
+            overloaded: Counter::default(),
+            batches: Counter::default(),
+            commit_failures: Counter::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            tree_size: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "appends",
+            "Events appended as new leaves",
+            m.appends.clone(),
+        );
+        registry.register(
+            "duplicates",
+            "Resubmissions answered with the original index",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "conflicts",
+            "Event ids reused with different content",
+            m.conflicts.clone(),
+        );
+        registry.register(
+            "overloaded",
+            "Appends refused because the queue was full",
+            m.overloaded.clone(),
+        );
+        registry.register(
+            "batches",
+            "Group commits (one fsync and one checkpoint each)",
+            m.batches.clone(),
+        );
+        registry.register(
+            "commit_failures",
+            "Group commits that failed and forced a reload",
+            m.commit_failures.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Submissions per group commit",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time to write, fsync and sign one batch",
+            m.commit_seconds.clone(),
+        );
+        registry.register("tree_size", "Entries in the log", m.tree_size.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut s, &self.registry);
+        s
+    }
+}

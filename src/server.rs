@@ -1,0 +1,324 @@
+//! Running the log server: configuration (defaults < TOML file < environment
+//! < flags), the data directory (RocksDB, signing key and admin token, the
+//! secrets owner-only), and serving with graceful shutdown.
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::log::{Log, LogConfig};
+use crate::metrics::Metrics;
+use crate::note::{KeyName, SignerKey};
+use crate::store::{RocksOptions, RocksStore, Store};
+use serde::Deserialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "modeltrail-data";
+pub const DEFAULT_ORIGIN: &str = "localhost/modeltrail";
+pub const KEY_FILE: &str = "log.key";
+pub const VKEY_FILE: &str = "log.vkey";
+pub const TOKEN_FILE: &str = "admin.token";
+
+/// The optional TOML file. Every field is optional; unknown fields are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub queue_depth: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub max_page: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub block_cache_mb: Option<usize>,
+}
+
+/// Values given on the command line or in the environment (`None` = unset).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub origin: Option<String>,
+    pub queue_depth: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub max_page: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub origin: String,
+    pub queue_depth: usize,
+    pub max_batch: usize,
+    pub max_page: u64,
+    pub request_timeout: Duration,
+    pub block_cache_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Secret(String),
+    #[error(transparent)]
+    Open(#[from] crate::log::OpenError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ServerConfig {
+    /// Merge defaults, the TOML file (if any) and overrides.
+    pub fn resolve(o: Overrides) -> Result<Self, ServerError> {
+        let file = match &o.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(io_err(p))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = o
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            ServerError::Config(format!("listen address {listen:?} is not IP:PORT"))
+        })?;
+        let origin = o
+            .origin
+            .or(file.origin)
+            .unwrap_or_else(|| DEFAULT_ORIGIN.to_string());
+        KeyName::new(&origin).map_err(|_| {
+            ServerError::Config(format!(
+                "origin {origin:?} must be non-empty with no spaces or '+'"
+            ))
+        })?;
+        let l = file.limits;
+        let cfg = ServerConfig {
+            listen,
+            data_dir: o
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            origin,
+            queue_depth: o.queue_depth.or(l.queue_depth).unwrap_or(16_384),
+            max_batch: o.max_batch.or(l.max_batch).unwrap_or(4096),
+            max_page: o.max_page.or(l.max_page).unwrap_or(1000),
+            request_timeout: Duration::from_secs(l.request_timeout_secs.unwrap_or(30)),
+            block_cache_bytes: l.block_cache_mb.unwrap_or(64) << 20,
+        };
+        if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
+            return Err(ServerError::Config("limits must be at least 1".into()));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Write a file readable by its owner only, atomically (temp, fsync, rename).
+pub fn write_secret(path: &Path, contents: &str) -> Result<(), ServerError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(contents.as_bytes()).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Read a secret file, refusing one that others can read.
+pub fn read_secret(path: &Path) -> Result<String, ServerError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(ServerError::Secret(format!(
+            "{} is readable by others; run chmod 600 on it",
+            path.display()
+        )));
+    }
+    let s = std::fs::read_to_string(path).map_err(io_err(path))?;
+    Ok(s.trim().to_string())
+}
+
+/// What `prepare_data_dir` found or made, for the start-up message.
+pub struct DataDir {
+    pub signer: SignerKey,
+    pub admin_token: String,
+    pub created_key: bool,
+    pub created_token: bool,
+    pub token_path: PathBuf,
+}
+
+/// Create the data directory, signing key and admin token on first start;
+/// load them afterwards.
+pub fn prepare_data_dir(cfg: &ServerConfig) -> Result<DataDir, ServerError> {
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+
+    let key_path = dir.join(KEY_FILE);
+    let created_key = !key_path.exists();
+    let signer = if created_key {
+        let name = KeyName::new(&cfg.origin).map_err(|e| ServerError::Config(e.to_string()))?;
+        let k = SignerKey::generate(name).map_err(|e| ServerError::Secret(e.to_string()))?;
+        write_secret(&key_path, &format!("{}\n", k.encode_secret()))?;
+        k
+    } else {
+        SignerKey::parse(&read_secret(&key_path)?)
+            .map_err(|e| ServerError::Secret(format!("{}: {e}", key_path.display())))?
+    };
+    let vkey_path = dir.join(VKEY_FILE);
+    std::fs::write(&vkey_path, format!("{}\n", signer.verifier())).map_err(io_err(&vkey_path))?;
+
+    let token_path = dir.join(TOKEN_FILE);
+    let created_token = !token_path.exists();
+    let admin_token = if created_token {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| ServerError::Secret(e.to_string()))?;
+        let t = hex::encode(raw);
+        write_secret(&token_path, &format!("{t}\n"))?;
+        t
+    } else {
+        read_secret(&token_path)?
+    };
+    if admin_token.len() < 16 {
+        return Err(ServerError::Secret(format!(
+            "{} holds a token shorter than 16 characters",
+            token_path.display()
+        )));
+    }
+    Ok(DataDir {
+        signer,
+        admin_token,
+        created_key,
+        created_token,
+        token_path,
+    })
+}
+
+/// A running server: its address and a way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub log: Arc<Log>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stop accepting connections, finish in-flight requests, drain the
+    /// sequencer and close the store.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        let r = self.task.await.unwrap_or(Ok(()));
+        self.log.shutdown().await;
+        r
+    }
+}
+
+/// Open the store and log and start serving on `cfg.listen`.
+pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, ServerError> {
+    let db_path = cfg.data_dir.join("db");
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(
+        &db_path,
+        &RocksOptions {
+            block_cache_bytes: cfg.block_cache_bytes,
+            ..RocksOptions::default()
+        },
+    )?);
+    let log_cfg = LogConfig {
+        origin: cfg.origin.clone(),
+        queue_depth: cfg.queue_depth,
+        max_batch: cfg.max_batch,
+    };
+    let log = Arc::new(Log::open(
+        store,
+        data.signer.clone(),
+        log_cfg,
+        Arc::new(Metrics::default()),
+    )?);
+    let state = AppState::new(
+        log.clone(),
+        &data.admin_token,
+        ApiLimits {
+            max_page: cfg.max_page,
+            request_timeout: cfg.request_timeout,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Io {
+            path: PathBuf::from(cfg.listen.to_string()),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Io {
+        path: PathBuf::from(cfg.listen.to_string()),
+        source,
+    })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        log,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

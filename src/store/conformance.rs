@@ -1,0 +1,151 @@
+//! One conformance suite that every store implementation runs.
+
+use super::*;
+use crate::tree::{self, RightEdge};
+
+fn entry(i: u64) -> NewEntry {
+    let bytes = format!("{{\"n\":{i}}}").into_bytes();
+    let mut event_id = [0u8; 16];
+    event_id[8..].copy_from_slice(&i.to_be_bytes());
+    NewEntry {
+        leaf_hash: tree::leaf_hash(&bytes),
+        bytes,
+        event_id,
+    }
+}
+
+/// Append `n` entries in one commit, the way the sequencer does.
+fn append(store: &dyn Store, edge: &mut RightEdge, n: u64) {
+    let first = edge.size();
+    let entries: Vec<NewEntry> = (first..first + n).map(entry).collect();
+    let mut nodes = Vec::new();
+    for e in &entries {
+        edge.push(e.leaf_hash, &mut nodes);
+    }
+    let cp = format!("checkpoint {}", edge.size());
+    store
+        .commit(&Batch {
+            first_index: first,
+            entries: &entries,
+            nodes: &nodes,
+            checkpoint: cp.as_bytes(),
+        })
+        .unwrap();
+}
+
+/// Check every read against what was written.
+fn check_contents(store: &dyn Store, size: u64) {
+    assert_eq!(store.tree_size().unwrap(), size);
+    assert_eq!(
+        store.checkpoint().unwrap().unwrap(),
+        format!("checkpoint {size}").into_bytes()
+    );
+    let all = store.entries(0, size).unwrap();
+    for (i, bytes) in all.iter().enumerate() {
+        let e = entry(i as u64);
+        assert_eq!(bytes, &e.bytes);
+        assert_eq!(store.entry(i as u64).unwrap(), e.bytes);
+        assert_eq!(store.find_leaf(&e.leaf_hash).unwrap(), Some(i as u64));
+        assert_eq!(store.find_event(&e.event_id).unwrap(), Some(i as u64));
+    }
+    assert!(store.entries(0, size + 1).is_err());
+    assert_eq!(store.find_leaf(&tree::leaf_hash(b"absent")).unwrap(), None);
+    let ids: Vec<EventId> = (0..size + 2).map(|i| entry(i).event_id).collect();
+    let found = store.find_events(&ids).unwrap();
+    for (i, f) in found.iter().enumerate() {
+        let want = if (i as u64) < size {
+            Some(i as u64)
+        } else {
+            None
+        };
+        assert_eq!(*f, want);
+    }
+    // Roots and proofs from stored nodes agree with a fresh in-memory build.
+    let mut edge = RightEdge::empty();
+    let mut nodes = Vec::new();
+    for i in 0..size {
+        edge.push(entry(i).leaf_hash, &mut nodes);
+    }
+    let reader = StoreHashes(store);
+    assert_eq!(tree::root(size, &reader).unwrap(), edge.root());
+    assert_eq!(RightEdge::load(size, &reader).unwrap(), edge);
+    // Level-0 range reads are leaf hashes; every stored level is a range.
+    if size > 0 {
+        let leaves = store.node_range(0, 0, size).unwrap();
+        assert_eq!(leaves[size as usize - 1], entry(size - 1).leaf_hash);
+        let level1 = store.node_range(1, 0, size / 2).unwrap();
+        for (i, h) in level1.iter().enumerate() {
+            assert_eq!(*h, tree::node_hash(&leaves[2 * i], &leaves[2 * i + 1]));
+        }
+        assert!(store.node_range(0, 0, size + 1).is_err());
+    }
+    let missing = store
+        .nodes(&[NodeId::new(0, size), NodeId::new(40, 0)])
+        .unwrap();
+    assert_eq!(missing, vec![None, None]);
+}
+
+pub fn run(store: &dyn Store) {
+    assert_eq!(store.tree_size().unwrap(), 0);
+    assert_eq!(store.checkpoint().unwrap(), None);
+    assert_eq!(store.get_meta("origin").unwrap(), None);
+    store.put_meta("origin", b"log.example/x").unwrap();
+    assert_eq!(store.get_meta("origin").unwrap().unwrap(), b"log.example/x");
+    // A new log stores its first (empty-tree) checkpoint with an empty batch.
+    store
+        .commit(&Batch {
+            first_index: 0,
+            entries: &[],
+            nodes: &[],
+            checkpoint: b"checkpoint 0",
+        })
+        .unwrap();
+    check_contents(store, 0);
+
+    let mut edge = RightEdge::empty();
+    for n in [1, 1, 2, 5, 64, 200, 3, 700] {
+        append(store, &mut edge, n);
+        check_contents(store, edge.size());
+    }
+
+    // A batch that does not continue the log is refused and changes nothing.
+    let size = edge.size();
+    let stray = [entry(size + 5)];
+    let err = store.commit(&Batch {
+        first_index: size + 5,
+        entries: &stray,
+        nodes: &[],
+        checkpoint: b"bad",
+    });
+    assert!(matches!(err, Err(StoreError::NotContiguous(_))));
+    check_contents(store, size);
+
+    // An empty batch stores a new checkpoint only.
+    store
+        .commit(&Batch {
+            first_index: size,
+            entries: &[],
+            nodes: &[],
+            checkpoint: format!("checkpoint {size}").as_bytes(),
+        })
+        .unwrap();
+    check_contents(store, size);
+}
+
+#[test]
+fn mem_store_conforms() {
+    run(&MemStore::new());
+}
+
+#[test]
+fn rocks_store_conforms_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = {
+        let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+        run(&store);
+        store.tree_size().unwrap()
+    };
+    let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+    check_contents(&store, size);
+    assert_eq!(store.get_meta("origin").unwrap().unwrap(), b"log.example/x");
+}

@@ -1,0 +1,143 @@
+//! In-memory store: the reference for the contract, and fast for tests and
+//! benches. Not durable, by design.
+
+use super::{check_contiguous, Batch, EventId, Store, StoreError};
+use crate::tree::{Hash, NodeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+#[derive(Default)]
+struct Inner {
+    entries: Vec<Vec<u8>>,
+    /// nodes[level][index]: complete nodes arrive in index order per level.
+    nodes: Vec<Vec<Hash>>,
+    leaves: HashMap<Hash, u64>,
+    events: HashMap<EventId, u64>,
+    checkpoint: Option<Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Default)]
+pub struct MemStore {
+    inner: RwLock<Inner>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Inner>, StoreError> {
+        self.inner
+            .read()
+            .map_err(|_| StoreError::Engine("lock poisoned".into()))
+    }
+}
+
+impl Store for MemStore {
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.entries.len() as u64)
+    }
+
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read()?.checkpoint.clone())
+    }
+
+    fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        let mut g = self
+            .inner
+            .write()
+            .map_err(|_| StoreError::Engine("lock poisoned".into()))?;
+        check_contiguous(g.entries.len() as u64, batch)?;
+        // Validate node placement before changing anything (all or nothing).
+        let mut lens: Vec<u64> = g.nodes.iter().map(|l| l.len() as u64).collect();
+        for (id, _) in batch.nodes {
+            let l = id.level as usize;
+            if lens.len() <= l {
+                lens.resize(l + 1, 0);
+            }
+            if lens[l] != id.index {
+                return Err(StoreError::NotContiguous(format!(
+                    "node {}/{} out of order",
+                    id.level, id.index
+                )));
+            }
+            lens[l] += 1;
+        }
+        for (i, e) in batch.entries.iter().enumerate() {
+            let index = batch.first_index + i as u64;
+            g.leaves.insert(e.leaf_hash, index);
+            g.events.insert(e.event_id, index);
+            g.entries.push(e.bytes.clone());
+        }
+        for (id, h) in batch.nodes {
+            let l = id.level as usize;
+            if g.nodes.len() <= l {
+                g.nodes.resize_with(l + 1, Vec::new);
+            }
+            g.nodes[l].push(*h);
+        }
+        g.checkpoint = Some(batch.checkpoint.to_vec());
+        Ok(())
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let g = self.read()?;
+        if start > end || end > g.entries.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "entries {start}..{end} missing"
+            )));
+        }
+        Ok(g.entries[start as usize..end as usize].to_vec())
+    }
+
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        let g = self.read()?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                g.nodes
+                    .get(id.level as usize)
+                    .and_then(|l| usize::try_from(id.index).ok().and_then(|i| l.get(i)))
+                    .copied()
+            })
+            .collect())
+    }
+
+    fn node_range(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        let g = self.read()?;
+        let l = g
+            .nodes
+            .get(level as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if start > end || end > l.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "nodes {level}/{start}..{end} missing"
+            )));
+        }
+        Ok(l[start as usize..end as usize].to_vec())
+    }
+
+    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        Ok(self.read()?.leaves.get(leaf).copied())
+    }
+
+    fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        let g = self.read()?;
+        Ok(ids.iter().map(|id| g.events.get(id).copied()).collect())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read()?.meta.get(key).cloned())
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner
+            .write()
+            .map_err(|_| StoreError::Engine("lock poisoned".into()))?
+            .meta
+            .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Storage behind a narrow trait, with RocksDB ([`RocksStore`]) and in-memory
+//! ([`MemStore`]) implementations that pass the same conformance tests.
+//!
+//! # Contract
+//!
+//! - **One writer.** Only the sequencer calls [`Store::commit`], and never
+//!   concurrently with itself. Any thread may call the read methods at any
+//!   time, concurrently with a commit.
+//! - **Atomic and durable commits.** When `commit` returns `Ok`, everything in
+//!   the batch (entries, node hashes, both indexes, the new tree size and the
+//!   signed checkpoint) is on stable storage and survives a crash or power
+//!   loss. If it returns `Err` or the process dies during the call, either
+//!   all of the batch is stored or none of it is; the caller must then reload
+//!   its state from the store before writing again.
+//! - **Immutability.** Data below the committed tree size never changes, so
+//!   readers that only ask below a size they were told about need no locks.
+//! - **Layout.** Node hashes are keyed by `(level, index)` so that a tile is
+//!   one range read ([`Store::node_range`]); entries by index so that an
+//!   entry bundle is one range read ([`Store::entries`]).
+//! - [`Store::put_meta`] is durable when it returns; it is for log identity
+//!   written once at creation (origin, verifier key).
+
+mod mem;
+mod rocks;
+
+pub use mem::MemStore;
+pub use rocks::{RocksOptions, RocksStore};
+
+use crate::tree::{Hash, HashReader, NodeId, TreeError};
+
+/// A 16-byte event id (UUID).
+pub type EventId = [u8; 16];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Engine(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("batch does not continue the log: {0}")]
+    NotContiguous(String),
+}
+
+/// One new leaf.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub bytes: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub event_id: EventId,
+}
+
+/// Everything one sequencer batch writes, atomically.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// Index of the first entry; must equal the committed tree size.
+    pub first_index: u64,
+    pub entries: &'a [NewEntry],
+    /// Every complete node created by these entries.
+    pub nodes: &'a [(NodeId, Hash)],
+    /// The signed checkpoint for `first_index + entries.len()`.
+    pub checkpoint: &'a [u8],
+}
+
+impl Batch<'_> {
+    pub fn new_size(&self) -> u64 {
+        self.first_index + self.entries.len() as u64
+    }
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// The committed tree size (0 for a new store).
+    fn tree_size(&self) -> Result<u64, StoreError>;
+    /// The checkpoint stored with the last commit.
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically and durably append a batch (see the module contract).
+    fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError>;
+
+    /// Entries `[start, end)`; an error if any is missing.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Node hashes in the order asked; `None` where not stored.
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError>;
+    /// Node hashes at `level` for indexes `[start, end)`; an error if any is missing.
+    fn node_range(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError>;
+    /// The index of the entry with this leaf hash.
+    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
+    /// The indexes of the entries with these event ids, in order.
+    fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError>;
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// One entry.
+    fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        self.entries(index, index + 1)?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("entry {index} missing")))
+    }
+    fn find_event(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        Ok(self.find_events(std::slice::from_ref(id))?.pop().flatten())
+    }
+}
+
+/// Reads tree nodes from a store for the pure tree code.
+pub struct StoreHashes<'a, S: Store + ?Sized>(pub &'a S);
+
+impl<S: Store + ?Sized> HashReader for StoreHashes<'_, S> {
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, TreeError> {
+        let got = self
+            .0
+            .nodes(ids)
+            .map_err(|e| TreeError::Storage(e.to_string()))?;
+        ids.iter()
+            .zip(got)
+            .map(|(id, h)| {
+                h.ok_or(TreeError::MissingNode {
+                    level: id.level,
+                    index: id.index,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Check that a batch continues the committed tree; shared by both stores.
+fn check_contiguous(committed: u64, batch: &Batch<'_>) -> Result<(), StoreError> {
+    if batch.first_index != committed {
+        return Err(StoreError::NotContiguous(format!(
+            "batch starts at {} but the tree has {committed} entries",
+            batch.first_index
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod conformance;

@@ -1,0 +1,258 @@
+//! RocksDB store. Column families:
+//!
+//! | cf | key | value |
+//! |---|---|---|
+//! | `entries` | index (u64 BE) | leaf bytes |
+//! | `nodes` | level (u8) ‖ index (u64 BE) | 32-byte hash |
+//! | `leaf_index` | leaf hash | index (u64 BE) |
+//! | `event_index` | event id (16 bytes) | index (u64 BE) |
+//! | `default` | meta key | meta value (tree size, checkpoint, identity) |
+//!
+//! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
+//! atomic across column families. Memory is bounded by one shared block
+//! cache (index and filter blocks included) and capped memtables, so RSS
+//! stays flat as the log grows.
+
+use super::{check_contiguous, Batch, EventId, Store, StoreError};
+use crate::tree::{Hash, NodeId};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
+};
+use std::path::Path;
+
+const CF_ENTRIES: &str = "entries";
+const CF_NODES: &str = "nodes";
+const CF_LEAF: &str = "leaf_index";
+const CF_EVENT: &str = "event_index";
+const META_SIZE: &[u8] = b"tree_size";
+const META_CHECKPOINT: &[u8] = b"checkpoint";
+const META_PREFIX: &str = "meta/";
+
+/// Tunables with defaults sized for a small machine.
+#[derive(Clone, Debug)]
+pub struct RocksOptions {
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
+        }
+    }
+}
+
+pub struct RocksStore {
+    db: DB,
+}
+
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.into_string())
+}
+
+fn node_key(id: &NodeId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = id.level;
+    k[1..].copy_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+fn u64_value(v: &[u8]) -> Result<u64, StoreError> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("index value is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+fn hash_value(v: &[u8]) -> Result<Hash, StoreError> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("node hash is not 32 bytes".into()))
+}
+
+impl RocksStore {
+    pub fn open(path: &Path, opts: &RocksOptions) -> Result<Self, StoreError> {
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let table = |bloom: bool| {
+            let mut t = BlockBasedOptions::default();
+            t.set_block_cache(&cache);
+            t.set_cache_index_and_filter_blocks(true);
+            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            if bloom {
+                t.set_bloom_filter(10.0, false);
+            }
+            t
+        };
+        let cf_opts = |bloom: bool, compress: bool| {
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table(bloom));
+            o.set_write_buffer_size(opts.write_buffer_bytes);
+            o.set_max_write_buffer_number(2);
+            o.set_compression_type(if compress {
+                DBCompressionType::Lz4
+            } else {
+                DBCompressionType::None
+            });
+            o
+        };
+        let mut db_opts = cf_opts(false, false);
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_open_files(512);
+        db_opts.set_keep_log_file_num(4);
+        db_opts.set_max_total_wal_size(64 << 20);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_ENTRIES, cf_opts(false, true)),
+            ColumnFamilyDescriptor::new(CF_NODES, cf_opts(false, false)),
+            ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
+            ColumnFamilyDescriptor::new(CF_EVENT, cf_opts(true, false)),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
+        Ok(RocksStore { db })
+    }
+
+    fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+    }
+
+    /// Values for keys `[start, end)` of a column family, in key order.
+    fn scan(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        want: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek(start);
+        let mut out = Vec::with_capacity(want);
+        while it.valid() {
+            if let Some(v) = it.value() {
+                out.push(v.to_vec());
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(out)
+    }
+}
+
+impl Store for RocksStore {
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        match self.db.get_pinned(META_SIZE).map_err(engine)? {
+            Some(v) => u64_value(&v),
+            None => Ok(0),
+        }
+    }
+
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(META_CHECKPOINT).map_err(engine)
+    }
+
+    fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        check_contiguous(self.tree_size()?, batch)?;
+        let (entries, nodes, leaf, event) = (
+            self.cf(CF_ENTRIES)?,
+            self.cf(CF_NODES)?,
+            self.cf(CF_LEAF)?,
+            self.cf(CF_EVENT)?,
+        );
+        let mut wb = WriteBatch::default();
+        for (i, e) in batch.entries.iter().enumerate() {
+            let index = (batch.first_index + i as u64).to_be_bytes();
+            wb.put_cf(entries, index, &e.bytes);
+            wb.put_cf(leaf, e.leaf_hash, index);
+            wb.put_cf(event, e.event_id, index);
+        }
+        for (id, h) in batch.nodes {
+            wb.put_cf(nodes, node_key(id), h);
+        }
+        wb.put(META_SIZE, batch.new_size().to_be_bytes());
+        wb.put(META_CHECKPOINT, batch.checkpoint);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(engine)
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        if start > end {
+            return Err(StoreError::Corrupt(format!("bad range {start}..{end}")));
+        }
+        let want = (end - start) as usize;
+        let out = self.scan(CF_ENTRIES, &start.to_be_bytes(), &end.to_be_bytes(), want)?;
+        if out.len() != want {
+            return Err(StoreError::Corrupt(format!(
+                "entries {start}..{end} missing"
+            )));
+        }
+        Ok(out)
+    }
+
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        let keys: Vec<[u8; 9]> = ids.iter().map(node_key).collect();
+        self.db
+            .batched_multi_get_cf(self.cf(CF_NODES)?, &keys, false)
+            .into_iter()
+            .map(|r| match r.map_err(engine)? {
+                Some(v) => hash_value(&v).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    fn node_range(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        if start > end {
+            return Err(StoreError::Corrupt(format!("bad range {start}..{end}")));
+        }
+        let want = (end - start) as usize;
+        let from = node_key(&NodeId::new(level, start));
+        let to = node_key(&NodeId::new(level, end));
+        let raw = self.scan(CF_NODES, &from, &to, want)?;
+        if raw.len() != want {
+            return Err(StoreError::Corrupt(format!(
+                "nodes {level}/{start}..{end} missing"
+            )));
+        }
+        raw.iter().map(|v| hash_value(v)).collect()
+    }
+
+    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_LEAF)?, leaf)
+            .map_err(engine)?
+        {
+            Some(v) => u64_value(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.db
+            .batched_multi_get_cf(self.cf(CF_EVENT)?, ids, false)
+            .into_iter()
+            .map(|r| match r.map_err(engine)? {
+                Some(v) => u64_value(&v).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(format!("{META_PREFIX}{key}")).map_err(engine)
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(format!("{META_PREFIX}{key}"), value, &wo)
+            .map_err(engine)
+    }
+}

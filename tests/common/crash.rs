@@ -1,0 +1,256 @@
+//! Kill-and-restart harness shared by the durability test and the
+//! `crash_cycles` bench: runs the real `modeltrail serve` binary on an
+//! ephemeral loopback port, appends from many concurrent clients, SIGKILLs
+//! it mid-load, restarts it, and checks that nothing acknowledged was lost
+//! and that no checkpoint moved backwards or forked.
+
+use modeltrail::note::{Checkpoint, VerifierKey};
+use modeltrail::tree::{leaf_hash, verify_consistency, verify_inclusion};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ORIGIN: &str = "crash.example/log";
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub vkey: VerifierKey,
+}
+
+/// Start the binary and read its address and verifier key from stdout.
+pub fn spawn(bin: &str, data: &Path) -> Server {
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            ORIGIN,
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start modeltrail");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut vkey) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while base.is_none() || vkey.is_none() {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(v) = line.strip_prefix("verifier key: ") {
+            vkey = Some(VerifierKey::parse(v).unwrap());
+        }
+        if let Some(a) = line.strip_prefix("listening on ") {
+            base = Some(a.to_string());
+        }
+    }
+    Server {
+        child,
+        base: base.unwrap(),
+        vkey: vkey.unwrap(),
+    }
+}
+
+/// What a client was told: the receipt of an acknowledged append.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub event_id: String,
+    pub index: u64,
+    pub leaf: [u8; 32],
+    pub checkpoint: String,
+    pub proof: Vec<[u8; 32]>,
+}
+
+fn hex32(v: &Value) -> [u8; 32] {
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// Append from `clients` concurrent clients until `kill_after`, then SIGKILL
+/// the server while they are still sending. Returns every acknowledgement.
+pub async fn load_then_kill(
+    server: &mut Server,
+    token: &str,
+    clients: usize,
+    kill_after: Duration,
+    cycle: usize,
+) -> Vec<Ack> {
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let stop_at = Instant::now() + kill_after + Duration::from_millis(500);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, acks, base, token) = (
+            http.clone(),
+            acks.clone(),
+            server.base.clone(),
+            token.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            // Bounded: stops by time, and by count as a backstop.
+            while Instant::now() < stop_at && n < 1_000_000 {
+                n += 1;
+                let id = uuid::Uuid::now_v7().to_string();
+                let body = json!({
+                    "event_id": id,
+                    "action": "deploy",
+                    "actor": {"type": "service", "id": format!("client-{c}")},
+                    "timestamp": "2025-05-05T14:03:00Z",
+                    "subject": {"type": "deployment", "id": format!("c{cycle}-{c}-{n}")},
+                });
+                let r = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                let Ok(r) = r else { break };
+                if r.status() != 201 {
+                    continue;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
+                acks.lock().unwrap().push(Ack {
+                    event_id: id,
+                    index: v["index"].as_u64().unwrap(),
+                    leaf: hex32(&v["leaf_hash"]),
+                    checkpoint: v["checkpoint"].as_str().unwrap().to_string(),
+                    proof: v["inclusion_proof"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(hex32)
+                        .collect(),
+                });
+            }
+        }));
+    }
+    tokio::time::sleep(kill_after).await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(acks).unwrap().into_inner().unwrap()
+}
+
+/// After a restart: every acknowledged event is at its index, every receipt
+/// verifies, and the new head is consistent with every checkpoint seen.
+pub async fn check_after_restart(server: &Server, acks: &[Ack], seen: &[Checkpoint]) -> Checkpoint {
+    let http = reqwest::Client::new();
+    let text = http
+        .get(format!("{}/checkpoint", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (head, _) = Checkpoint::open(text.as_bytes(), ORIGIN, &server.vkey).unwrap();
+    for a in acks {
+        let (cp, _) = Checkpoint::open(a.checkpoint.as_bytes(), ORIGIN, &server.vkey).unwrap();
+        verify_inclusion(a.index, cp.size, &a.leaf, &a.proof, &cp.root).expect("receipt verifies");
+        assert!(
+            a.index < head.size,
+            "acknowledged index {} lost: head is {}",
+            a.index,
+            head.size
+        );
+        let e: Value = http
+            .get(format!("{}/v1/entries/{}", server.base, a.index))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            e["event"]["event_id"],
+            a.event_id.as_str(),
+            "entry {} changed",
+            a.index
+        );
+        assert_eq!(hex32(&e["leaf_hash"]), a.leaf);
+        assert_eq!(leaf_hash(&serde_json::to_vec(&e["event"]).unwrap()), a.leaf);
+    }
+    for old in seen {
+        assert!(
+            old.size <= head.size,
+            "checkpoint moved backwards: {} -> {}",
+            old.size,
+            head.size
+        );
+        if old.size == 0 {
+            continue;
+        }
+        let p: Value = http
+            .get(format!(
+                "{}/v1/proof/consistency?old_size={}&new_size={}",
+                server.base, old.size, head.size
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(hex32).collect();
+        verify_consistency(old.size, head.size, &proof, &old.root, &head.root)
+            .expect("checkpoint forked");
+    }
+    head
+}
+
+/// Run `cycles` kill/restart cycles on one data directory.
+pub async fn run_cycles(
+    bin: &str,
+    cycles: usize,
+    clients: usize,
+    kill_after: Duration,
+) -> (u64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut all_acks: Vec<Ack> = Vec::new();
+    let mut seen: Vec<Checkpoint> = Vec::new();
+    let mut server = spawn(bin, &data);
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    for cycle in 0..cycles {
+        let acks = load_then_kill(&mut server, &token, clients, kill_after, cycle).await;
+        for a in &acks {
+            seen.push(
+                Checkpoint::open(a.checkpoint.as_bytes(), ORIGIN, &server.vkey)
+                    .unwrap()
+                    .0,
+            );
+        }
+        // Keep the checks bounded: the latest checkpoint per size is enough.
+        seen.sort_by_key(|c| c.size);
+        seen.dedup_by_key(|c| c.size);
+        all_acks.extend(acks);
+        server = spawn(bin, &data);
+        let head = check_after_restart(&server, &all_acks, &seen).await;
+        seen.push(head);
+    }
+    let head = check_after_restart(&server, &all_acks, &seen).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    (head.size, all_acks.len())
+}

@@ -1,0 +1,110 @@
+//! A real server on an ephemeral loopback port with a real RocksDB in a
+//! temporary directory, and a real HTTP client.
+#![allow(dead_code)]
+
+use modeltrail::note::VerifierKey;
+use modeltrail::server::{self, Overrides, Running, ServerConfig};
+use serde_json::{json, Value};
+
+pub const ORIGIN: &str = "test.example/log";
+
+pub struct TestServer {
+    pub base: String,
+    pub token: String,
+    pub vkey: VerifierKey,
+    pub http: reqwest::Client,
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::resolve(Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().join("data")),
+        origin: Some(ORIGIN.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    tweak(&mut cfg);
+    let data = server::prepare_data_dir(&cfg).unwrap();
+    let running = server::start(&cfg, &data).await.unwrap();
+    TestServer {
+        base: format!("http://{}", running.addr),
+        token: data.admin_token.clone(),
+        vkey: data.signer.verifier(),
+        http: reqwest::Client::new(),
+        running: Some(running),
+        dir,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/v1/events"))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, event: &Value) -> (u16, Value) {
+        self.post_raw(event.to_string(), "application/json").await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+}
+
+pub fn event(n: u64) -> Value {
+    json!({
+        "action": "register",
+        "actor": {"type": "service", "id": "ci.pipeline"},
+        "timestamp": "2025-05-05T14:03:00Z",
+        "subject": {"type": "model_version", "id": format!("fraud:v{n}")},
+        "related": [{"type": "run", "id": format!("run-{n}")}, {"type": "dataset", "id": "ds:2025-05-01"}],
+        "metadata": {"metrics": {"auc": 0.9}, "n": n}
+    })
+}
+
+pub fn hex32(v: &Value) -> [u8; 32] {
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+pub fn hex_list(v: &Value) -> Vec<[u8; 32]> {
+    v.as_array().unwrap().iter().map(hex32).collect()
+}
