@@ -12,7 +12,14 @@
 //! over 64 connections) whose latency is measured from each request's
 //! scheduled send time, so a stall is not hidden by the client waiting.
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+// The generator shares the machine's cores with the server: keep it lean.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,16 +78,24 @@ struct RunResult {
     bytes: u64,
 }
 
-/// Closed loop: each connection sends its next append when the last is acknowledged.
-async fn closed_loop(base: &str, token: &str, conns: usize, secs: u64) -> RunResult {
-    run(base, token, conns, secs, None).await
+/// One HTTP/1.1 keep-alive connection per simulated client, on raw hyper:
+/// the lightest client we can build, since it shares the cores.
+async fn connect(addr: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
 }
 
+/// Without `rate`, a closed loop: each connection sends its next append when
+/// the last is acknowledged. With it, requests are sent on a fixed schedule
+/// and latency counts from the scheduled time.
 async fn run(base: &str, token: &str, conns: usize, secs: u64, rate: Option<u64>) -> RunResult {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conns)
-        .build()
-        .unwrap();
+    let addr = base.trim_start_matches("http://").to_string();
+    let auth = format!("Bearer {token}");
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
     ));
@@ -91,16 +106,10 @@ async fn run(base: &str, token: &str, conns: usize, secs: u64, rate: Option<u64>
     let end = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..conns {
-        let (client, hist, ok, errors, bytes) = (
-            client.clone(),
-            hist.clone(),
-            ok.clone(),
-            errors.clone(),
-            bytes.clone(),
-        );
-        let url = format!("{base}/v1/events");
-        let token = token.to_string();
+        let (hist, ok, errors, bytes) = (hist.clone(), ok.clone(), errors.clone(), bytes.clone());
+        let (addr, auth) = (addr.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
+            let mut sender = connect(&addr).await;
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             // For a fixed rate: this connection's share, evenly spaced.
             let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r as f64));
@@ -119,24 +128,30 @@ async fn run(base: &str, token: &str, conns: usize, secs: u64, rate: Option<u64>
                 let b = body(w, n);
                 n += 1;
                 let len = b.len() as u64;
-                let r = client
-                    .post(&url)
-                    .bearer_auth(&token)
+                let req = hyper::Request::post("/v1/events")
+                    .header("host", &addr)
+                    .header("authorization", &auth)
                     .header("content-type", "application/json")
-                    .body(b)
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status() == 201 => {
-                        let _ = r.bytes().await;
-                        local
-                            .record(scheduled.elapsed().as_micros().max(1) as u64)
-                            .unwrap();
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(len, Ordering::Relaxed);
+                    .body(Full::new(Bytes::from(b)))
+                    .unwrap();
+                let created = match sender.send_request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        // Read the whole receipt, as a client would.
+                        resp.into_body().collect().await.is_ok() && status == 201
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    Err(_) => false,
+                };
+                if created {
+                    local
+                        .record(scheduled.elapsed().as_micros().max(1) as u64)
+                        .unwrap();
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(len, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    if sender.ready().await.is_err() {
+                        sender = connect(&addr).await;
                     }
                 }
             }
@@ -231,42 +246,28 @@ fn main() {
     println!("server: {base}");
     println!("| connections | appends/s | p50 ms | p99 ms | p99.9 ms | errors | mean batch | raw RocksDB synced WriteBatch entries/s (same batch, same bytes) | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    let mut runs: Vec<(String, RunResult)> = Vec::new();
-    for &c in &a.connections {
-        let (b0, a0) = rt.block_on(async {
+    let batches = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
             (
                 metric(&base, "modeltrail_batches_total").await,
                 metric(&base, "modeltrail_appends_total").await,
             )
-        });
-        let r = rt.block_on(closed_loop(&base, &token, c, a.seconds));
-        let (b1, a1) = rt.block_on(async {
-            (
-                metric(&base, "modeltrail_batches_total").await,
-                metric(&base, "modeltrail_appends_total").await,
-            )
-        });
-        let mean_batch = ((a1 - a0) / (b1 - b0).max(1.0)).max(1.0);
-        runs.push((format!("{c}"), r));
-        let r = &runs.last().unwrap().1;
-        report(r, &format!("{c}"), mean_batch);
-    }
+        })
+    };
+    let mut plan: Vec<(String, usize, Option<u64>)> = a
+        .connections
+        .iter()
+        .map(|&c| (c.to_string(), c, None))
+        .collect();
     if let Some(rate) = a.rate {
-        let (b0, a0) = rt.block_on(async {
-            (
-                metric(&base, "modeltrail_batches_total").await,
-                metric(&base, "modeltrail_appends_total").await,
-            )
-        });
-        let r = rt.block_on(run(&base, &token, 64, a.seconds, Some(rate)));
-        let (b1, a1) = rt.block_on(async {
-            (
-                metric(&base, "modeltrail_batches_total").await,
-                metric(&base, "modeltrail_appends_total").await,
-            )
-        });
+        plan.push((format!("64 @ {rate}/s fixed rate"), 64, Some(rate)));
+    }
+    for (label, conns, rate) in plan {
+        let (b0, a0) = batches(&rt);
+        let r = rt.block_on(run(&base, &token, conns, a.seconds, rate));
+        let (b1, a1) = batches(&rt);
         let mean_batch = ((a1 - a0) / (b1 - b0).max(1.0)).max(1.0);
-        report(&r, &format!("64 @ {rate}/s fixed rate"), mean_batch);
+        report(&r, &label, mean_batch);
     }
     if let Some(c) = child.as_mut() {
         let _ = c.kill();

@@ -107,5 +107,29 @@ fn group_commit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, group_commit);
+/// Per-request work before the sequencer: strict parse, validation, RFC 8785
+/// canonical form and leaf hash. Baseline: plain `serde_json` parsing of the
+/// same body into a `Value`.
+fn event_preparation(c: &mut Criterion) {
+    let body = serde_json::json!({
+        "action": "deploy",
+        "actor": {"type": "service", "id": "ci.pipeline"},
+        "timestamp": "2025-05-05T14:03:00Z",
+        "subject": {"type": "deployment", "id": "dep-1"},
+        "related": [{"type": "model_version", "id": "fraud:v3"}, {"type": "run", "id": "run-933"}],
+        "metadata": {"region": "eu-west-1", "replicas": 3, "metrics": {"auc": 0.945}}
+    })
+    .to_string();
+    let mut g = c.benchmark_group("event");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("baseline_serde_json_parse", |b| {
+        b.iter(|| serde_json::from_str::<serde_json::Value>(std::hint::black_box(&body)).unwrap())
+    });
+    g.bench_function("prepare", |b| {
+        b.iter(|| prepare(std::hint::black_box(body.as_bytes())).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, event_preparation, group_commit);
 criterion_main!(benches);
