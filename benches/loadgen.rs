@@ -1,35 +1,48 @@
 //! Load generator: drives the real `modeltrail serve` binary over loopback
-//! HTTP with unique events and reports durable appends/s and latency
-//! percentiles, then measures in the same run the baseline of a raw RocksDB
-//! synced `WriteBatch` holding the same bytes in batches of the size the
-//! server formed.
+//! HTTP and reports throughput and latency percentiles, each next to a
+//! baseline measured in the same run.
 //!
 //! ```text
-//! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000] [--server URL --token T]
+//! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000]
+//!                                [--fill N] [--proofs] [--server URL --token T]
 //! ```
+//!
+//! - Appends: unique events, a closed loop per connection. Baseline: a raw
+//!   RocksDB synced `WriteBatch` holding the same number of entries of the
+//!   same size, in batches of the mean size the server formed.
+//! - `--rate R`: R appends/s over 64 connections on a fixed schedule; latency
+//!   counts from each request's scheduled send time, so a stall is not hidden
+//!   by the client waiting for it.
+//! - `--fill N`: first append N events (64 connections), to measure reads on
+//!   a large log.
+//! - `--proofs`: inclusion proofs at random indexes of the whole tree over
+//!   64 connections. Baseline: `GET /healthz` at the same concurrency, the
+//!   cost of an HTTP round trip that does no work.
+//!
 //! Without `--server`, it starts the server binary on 127.0.0.1 with a fresh
-//! temporary data directory. `--rate R` adds a fixed-rate run (R appends/s
-//! over 64 connections) whose latency is measured from each request's
-//! scheduled send time, so a stall is not hidden by the client waiting.
+//! temporary data directory. Clients are raw hyper HTTP/1.1 keep-alive
+//! connections, one per simulated client: the lightest client we can build,
+//! since it shares the machine's cores with the server.
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-
-// The generator shares the machine's cores with the server: keep it lean.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     connections: Vec<usize>,
     seconds: u64,
     rate: Option<u64>,
+    fill: u64,
+    proofs: bool,
     server: Option<String>,
     token: Option<String>,
 }
@@ -39,6 +52,8 @@ fn args() -> Args {
         connections: vec![1, 16, 64],
         seconds: 10,
         rate: None,
+        fill: 0,
+        proofs: false,
         server: None,
         token: None,
     };
@@ -49,6 +64,8 @@ fn args() -> Args {
             "--connections" => a.connections = v().split(',').map(|x| x.parse().unwrap()).collect(),
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--rate" => a.rate = Some(v().parse().unwrap()),
+            "--fill" => a.fill = v().parse().unwrap(),
+            "--proofs" => a.proofs = true,
             "--server" => a.server = Some(v()),
             "--token" => a.token = Some(v()),
             "--bench" => {}
@@ -58,7 +75,22 @@ fn args() -> Args {
     a
 }
 
-fn body(worker: usize, n: u64) -> String {
+/// What every simulated client sends.
+#[derive(Clone, Copy)]
+enum Work {
+    Append,
+    Proof { tree_size: u64 },
+    Health,
+}
+
+/// When a run stops.
+#[derive(Clone, Copy)]
+enum Stop {
+    After(Duration),
+    Count(u64),
+}
+
+fn append_body(worker: usize, n: u64) -> String {
     serde_json::json!({
         "action": "predict",
         "actor": {"type": "service", "id": format!("scorer-{worker}")},
@@ -70,16 +102,42 @@ fn body(worker: usize, n: u64) -> String {
     .to_string()
 }
 
-struct RunResult {
-    ok: u64,
-    errors: u64,
-    secs: f64,
-    hist: Histogram<u64>,
-    bytes: u64,
+/// A request and the status that counts as success; `sent` is the body size.
+fn request(
+    work: Work,
+    addr: &str,
+    auth: &str,
+    worker: usize,
+    n: u64,
+    rng: &mut u64,
+) -> (hyper::Request<Full<Bytes>>, u16, u64) {
+    let b = hyper::Request::builder().header("host", addr);
+    match work {
+        Work::Append => {
+            let body = append_body(worker, n);
+            let sent = body.len() as u64;
+            let req = b
+                .method("POST")
+                .uri("/v1/events")
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            (req, 201, sent)
+        }
+        Work::Proof { tree_size } => {
+            // xorshift: cheap, and every connection walks its own sequence.
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let index = *rng % tree_size;
+            let uri = format!("/v1/proof/inclusion?index={index}&tree_size={tree_size}");
+            (b.uri(uri).body(Full::default()).unwrap(), 200, 0)
+        }
+        Work::Health => (b.uri("/healthz").body(Full::default()).unwrap(), 200, 0),
+    }
 }
 
-/// One HTTP/1.1 keep-alive connection per simulated client, on raw hyper:
-/// the lightest client we can build, since it shares the cores.
 async fn connect(addr: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
@@ -90,66 +148,107 @@ async fn connect(addr: &str) -> hyper::client::conn::http1::SendRequest<Full<Byt
     sender
 }
 
-/// Without `rate`, a closed loop: each connection sends its next append when
-/// the last is acknowledged. With it, requests are sent on a fixed schedule
-/// and latency counts from the scheduled time.
-async fn run(base: &str, token: &str, conns: usize, secs: u64, rate: Option<u64>) -> RunResult {
+struct RunResult {
+    ok: u64,
+    errors: u64,
+    secs: f64,
+    hist: Histogram<u64>,
+    bytes: u64,
+}
+
+impl RunResult {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.secs
+    }
+    fn ms(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// Closed loop (each connection sends its next request when the last is
+/// answered), or a fixed schedule when `rate` is given.
+async fn run(
+    base: &str,
+    token: &str,
+    work: Work,
+    conns: usize,
+    stop: Stop,
+    rate: Option<u64>,
+) -> RunResult {
     let addr = base.trim_start_matches("http://").to_string();
     let auth = format!("Bearer {token}");
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
     ));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
+    let (ok, errors, bytes) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let tickets = Arc::new(AtomicU64::new(match stop {
+        Stop::Count(n) => n,
+        Stop::After(_) => u64::MAX,
+    }));
     let start = Instant::now();
-    let end = start + Duration::from_secs(secs);
+    // A backstop for count-limited runs, so the loop always ends by itself.
+    let end = start
+        + match stop {
+            Stop::After(d) => d,
+            Stop::Count(_) => Duration::from_secs(3600),
+        };
     let mut tasks = Vec::new();
     for w in 0..conns {
-        let (hist, ok, errors, bytes) = (hist.clone(), ok.clone(), errors.clone(), bytes.clone());
+        let (hist, ok, errors, bytes, tickets) = (
+            hist.clone(),
+            ok.clone(),
+            errors.clone(),
+            bytes.clone(),
+            tickets.clone(),
+        );
         let (addr, auth) = (addr.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(&addr).await;
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-            // For a fixed rate: this connection's share, evenly spaced.
             let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r as f64));
+            let mut rng =
+                0x9e37_79b9_7f4a_7c15u64 ^ (w as u64 + 1).wrapping_mul(0xff51_afd7_ed55_8ccd);
             let mut n = 0u64;
             loop {
                 let scheduled = match interval {
                     Some(iv) => start + iv.mul_f64(n as f64) + iv.mul_f64(w as f64 / conns as f64),
                     None => Instant::now(),
                 };
-                if scheduled >= end {
+                if scheduled >= end
+                    || tickets
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1))
+                        .is_err()
+                {
                     break;
                 }
                 if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                     tokio::time::sleep(wait).await;
                 }
-                let b = body(w, n);
+                let (req, want, sent) = request(work, &addr, &auth, w, n, &mut rng);
                 n += 1;
-                let len = b.len() as u64;
-                let req = hyper::Request::post("/v1/events")
-                    .header("host", &addr)
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(b)))
-                    .unwrap();
-                let created = match sender.send_request(req).await {
+                let good = match sender.send_request(req).await {
+                    // Read the whole answer, as a real client would.
                     Ok(resp) => {
                         let status = resp.status().as_u16();
-                        // Read the whole receipt, as a client would.
-                        resp.into_body().collect().await.is_ok() && status == 201
+                        resp.into_body().collect().await.is_ok() && status == want
                     }
                     Err(_) => false,
                 };
-                if created {
+                if good {
                     local
                         .record(scheduled.elapsed().as_micros().max(1) as u64)
                         .unwrap();
                     ok.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(len, Ordering::Relaxed);
+                    bytes.fetch_add(sent, Ordering::Relaxed);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
+                    if let Stop::Count(_) = stop {
+                        tickets.fetch_add(1, Ordering::Relaxed); // retry it
+                    }
                     if sender.ready().await.is_err() {
                         sender = connect(&addr).await;
                     }
@@ -173,8 +272,7 @@ async fn run(base: &str, token: &str, conns: usize, secs: u64, rate: Option<u64>
 }
 
 /// Raw RocksDB: the same number of entries of the same size, written in
-/// synced WriteBatches of `batch` entries (plus one index value per entry,
-/// as the log's entries and event-id index are the bulk of its bytes).
+/// synced WriteBatches of `batch` entries.
 fn raw_rocksdb(entries: u64, entry_bytes: usize, batch: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = rocksdb::DB::open_default(dir.path()).unwrap();
@@ -194,16 +292,36 @@ fn raw_rocksdb(entries: u64, entry_bytes: usize, batch: u64) -> f64 {
     entries as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
+async fn get_text(base: &str, path: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut sender = connect(addr).await;
+    let req = hyper::Request::get(path)
+        .header("host", addr)
+        .body(Full::default())
+        .unwrap();
+    let body = sender
+        .send_request(req)
         .await
         .unwrap()
-        .text()
+        .into_body()
+        .collect()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+    String::from_utf8(body.to_bytes().to_vec()).unwrap()
+}
+
+/// (batches, appends) so far, from the server's metrics.
+async fn counters(base: &str) -> (f64, f64) {
+    let text = get_text(base, "/metrics").await;
+    let read = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    (
+        read("modeltrail_batches_total"),
+        read("modeltrail_appends_total"),
+    )
 }
 
 fn main() {
@@ -244,16 +362,26 @@ fn main() {
         }
     };
     println!("server: {base}");
-    println!("| connections | appends/s | p50 ms | p99 ms | p99.9 ms | errors | mean batch | raw RocksDB synced WriteBatch entries/s (same batch, same bytes) | ratio |");
+
+    if a.fill > 0 {
+        let r = rt.block_on(run(
+            &base,
+            &token,
+            Work::Append,
+            64,
+            Stop::Count(a.fill),
+            None,
+        ));
+        println!(
+            "filled {} entries at {:.0} appends/s ({} errors)\n",
+            r.ok,
+            r.rate(),
+            r.errors
+        );
+    }
+
+    println!("| appends: connections | appends/s | p50 ms | p99 ms | p99.9 ms | errors | mean batch | raw RocksDB synced WriteBatch entries/s (same batches, same bytes) | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    let batches = |rt: &tokio::runtime::Runtime| {
-        rt.block_on(async {
-            (
-                metric(&base, "modeltrail_batches_total").await,
-                metric(&base, "modeltrail_appends_total").await,
-            )
-        })
-    };
     let mut plan: Vec<(String, usize, Option<u64>)> = a
         .connections
         .iter()
@@ -262,34 +390,57 @@ fn main() {
     if let Some(rate) = a.rate {
         plan.push((format!("64 @ {rate}/s fixed rate"), 64, Some(rate)));
     }
+    let secs = Stop::After(Duration::from_secs(a.seconds));
     for (label, conns, rate) in plan {
-        let (b0, a0) = batches(&rt);
-        let r = rt.block_on(run(&base, &token, conns, a.seconds, rate));
-        let (b1, a1) = batches(&rt);
+        let (b0, a0) = rt.block_on(counters(&base));
+        let r = rt.block_on(run(&base, &token, Work::Append, conns, secs, rate));
+        let (b1, a1) = rt.block_on(counters(&base));
         let mean_batch = ((a1 - a0) / (b1 - b0).max(1.0)).max(1.0);
-        report(&r, &label, mean_batch);
+        // The server adds a 50-byte event_id field to each body.
+        let entry_bytes = (r.bytes / r.ok.max(1)) as usize + 50;
+        let raw = raw_rocksdb(
+            r.ok.clamp(1000, 200_000),
+            entry_bytes,
+            mean_batch.round() as u64,
+        );
+        println!(
+            "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {mean_batch:.1} | {raw:.0} | {:.2} |",
+            r.rate(),
+            r.ms(0.5),
+            r.ms(0.99),
+            r.ms(0.999),
+            r.errors,
+            r.rate() / raw
+        );
+    }
+
+    if a.proofs {
+        let log: serde_json::Value =
+            serde_json::from_str(&rt.block_on(get_text(&base, "/v1/log"))).unwrap();
+        let tree_size = log["tree_size"].as_u64().unwrap();
+        let p = rt.block_on(run(
+            &base,
+            &token,
+            Work::Proof { tree_size },
+            64,
+            secs,
+            None,
+        ));
+        let h = rt.block_on(run(&base, &token, Work::Health, 64, secs, None));
+        println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | GET /healthz req/s (same run) | ratio |");
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| inclusion proof, random index | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
+            p.rate(),
+            p.ms(0.5),
+            p.ms(0.99),
+            p.errors,
+            h.rate(),
+            p.rate() / h.rate()
+        );
     }
     if let Some(c) = child.as_mut() {
         let _ = c.kill();
         let _ = c.wait();
     }
-}
-
-fn report(r: &RunResult, label: &str, mean_batch: f64) {
-    let rate = r.ok as f64 / r.secs;
-    let entry_bytes = (r.bytes / r.ok.max(1)) as usize + 40; // the server adds an event_id
-    let raw = raw_rocksdb(
-        r.ok.clamp(1000, 200_000),
-        entry_bytes,
-        mean_batch.round() as u64,
-    );
-    let ms = |q: f64| r.hist.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "| {label} | {rate:.0} | {:.2} | {:.2} | {:.2} | {} | {mean_batch:.1} | {raw:.0} | {:.2} |",
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        r.errors,
-        rate / raw
-    );
 }

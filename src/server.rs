@@ -130,7 +130,7 @@ impl ServerConfig {
             max_batch: o.max_batch.or(l.max_batch).unwrap_or(4096),
             max_page: o.max_page.or(l.max_page).unwrap_or(1000),
             request_timeout: Duration::from_secs(l.request_timeout_secs.unwrap_or(30)),
-            block_cache_bytes: l.block_cache_mb.unwrap_or(64) << 20,
+            block_cache_bytes: l.block_cache_mb.unwrap_or(128) << 20,
         };
         if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
             return Err(ServerError::Config("limits must be at least 1".into()));

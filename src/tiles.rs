@@ -35,16 +35,21 @@ impl TilePath {
     /// The smallest tree size in which every hash or entry of this tile
     /// exists, or `None` if no u64 tree is that large.
     pub fn min_tree_size(&self) -> Option<u64> {
-        let level = match self.kind {
+        let shift = match self.kind {
             TileKind::Hashes { level } => u32::from(level) * 8,
             TileKind::Entries => 0,
         };
-        let last = (self.index as u128) * (TILE_WIDTH as u128) + self.width as u128;
-        let size = last.checked_shl(level)?;
-        if level >= 64 || size > u64::MAX as u128 {
+        if shift >= 64 {
             return None;
         }
-        Some(size as u64)
+        let last = self
+            .index
+            .checked_mul(TILE_WIDTH)?
+            .checked_add(self.width)?;
+        if last > u64::MAX >> shift {
+            return None;
+        }
+        Some(last << shift)
     }
 
     /// The path below `/tile/`.
@@ -177,6 +182,21 @@ mod tests {
         let t = parse("0/273.p/112").unwrap();
         assert_eq!(t.min_tree_size(), Some(70_000));
         assert_eq!(parse("8/000.p/1").unwrap().min_tree_size(), None);
+        // Sizes beyond u64 are no tree's, at every level.
+        assert_eq!(parse("7/000.p/1").unwrap().min_tree_size(), Some(1 << 56));
+        assert_eq!(parse("7/x001/000").unwrap().min_tree_size(), None);
+        assert_eq!(
+            parse("1/x018/x446/x744/x073/x709/x551/615")
+                .unwrap()
+                .min_tree_size(),
+            None
+        );
+        assert_eq!(
+            parse("entries/x018/x446/x744/x073/x709/x551/615")
+                .unwrap()
+                .min_tree_size(),
+            None
+        );
     }
 
     #[test]

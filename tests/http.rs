@@ -344,6 +344,15 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         ("/tile/entries/1".into(), 400),
         ("/tile/entries/000.p/300".into(), 400),
         ("/tile/9/000".into(), 404),
+        ("/tile/7/x999/x999/000".into(), 404),
+        // Once a size computation that wrapped to 0 and then overflowed.
+        ("/tile/7/x018/x446/x744/x073/x709/x551/615".into(), 404),
+        ("/tile/1/x018/x446/x744/x073/x709/x551/615".into(), 404),
+        (
+            "/tile/entries/x018/x446/x744/x073/x709/x551/615".into(),
+            404,
+        ),
+        ("/tile/0/x018/x446/x744/x073/x709/x551/616".into(), 400),
         ("/nope".into(), 404),
     ];
     for (path, want) in bad_gets {

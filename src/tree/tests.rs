@@ -228,6 +228,11 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(verify_consistency(0, 0, &[], &h, &h).is_err());
     assert!(verify_consistency(0, 1, &[], &h, &h).is_err());
     assert!(verify_consistency(2, 1, &[], &h, &h).is_err());
+    // Sizes above 2^63: once an overflowing shift in the length check.
+    assert!(verify_inclusion(1 << 63, u64::MAX, &h, &[], &h).is_err());
+    assert!(verify_inclusion(0, u64::MAX, &h, &[h; 64], &h).is_err());
+    assert!(verify_consistency(1 << 63, u64::MAX, &[h; 3], &h, &h).is_err());
+    assert!(verify_consistency(1, u64::MAX, &[h; 64], &h, &h).is_err());
     // Huge trees plan fine: at most 64 levels.
     let plan = inclusion_plan(u64::MAX - 1, u64::MAX).unwrap();
     assert_eq!(plan.len(), 63);

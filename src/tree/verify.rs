@@ -25,7 +25,8 @@ fn inclusion_len(index: u64, size: u64) -> usize {
     // Levels below the point where the path leaves the right edge, plus the
     // remaining right-edge levels above it.
     let inner = 64 - (index ^ (size - 1)).leading_zeros();
-    let border = (index >> inner).count_ones();
+    // `inner` is 64 when the sizes differ in the top bit: nothing is left.
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -115,7 +116,7 @@ pub fn verify_consistency(
     // meets the new tree, plus the new tree's remaining right edge.
     let inner = 64 - ((old_size - 1) ^ (new_size - 1)).leading_zeros();
     let shift = (old_size - 1).trailing_ones().min(inner);
-    let border = ((old_size - 1) >> inner).count_ones();
+    let border = (old_size - 1).checked_shr(inner).unwrap_or(0).count_ones();
     let mut want = (inner + border - shift) as usize;
     if !old_size.is_power_of_two() {
         want += 1;
