@@ -1,5 +1,7 @@
-//! A small HTTP client for the CLI (submit) and the load generator.
+//! A small HTTP client for the CLI (submit, verify, monitor) and tests.
+//! Everything it returns is untrusted until checked by [`crate::verify`].
 
+use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -8,7 +10,19 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     #[error("server answered {status}: {message}")]
     Status { status: u16, message: String },
+    #[error("unexpected answer: {0}")]
+    Decode(String),
 }
+
+impl ClientError {
+    /// True for a client error (4xx) that retrying will not fix.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, ClientError::Status { status, .. } if (400..500).contains(status))
+    }
+}
+
+/// Largest response read into memory (a checkpoint, a proof, a tile, a page).
+const MAX_RESPONSE: usize = 64 << 20;
 
 #[derive(Clone)]
 pub struct Client {
@@ -20,14 +34,19 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
             .build()?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),
             token,
         })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// POST an event body; returns the status and the receipt JSON.
@@ -55,17 +74,64 @@ impl Client {
         Ok((status, json))
     }
 
-    /// GET a path below the base URL as text.
-    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+    /// GET a path below the base URL.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
         let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        if !(200..300).contains(&status) {
-            return Err(ClientError::Status {
-                status,
-                message: text,
-            });
+        if let Some(len) = resp.content_length() {
+            if len as usize > MAX_RESPONSE {
+                return Err(ClientError::Decode(format!(
+                    "{path}: response of {len} bytes is too large"
+                )));
+            }
         }
-        Ok(text)
+        let body = resp.bytes().await?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+                });
+            return Err(ClientError::Status { status, message });
+        }
+        if body.len() > MAX_RESPONSE {
+            return Err(ClientError::Decode(format!("{path}: response too large")));
+        }
+        Ok(body.to_vec())
+    }
+
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        String::from_utf8(self.get_bytes(path).await?)
+            .map_err(|_| ClientError::Decode(format!("{path}: not UTF-8")))
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let body = self.get_bytes(path).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("{path}: {e}")))
+    }
+
+    /// GET with retries and exponential backoff on network errors and 5xx;
+    /// a 4xx is returned at once.
+    pub async fn get_bytes_retrying(
+        &self,
+        path: &str,
+        attempts: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut delay = Duration::from_millis(200);
+        let mut last = None;
+        for attempt in 0..attempts.max(1) {
+            match self.get_bytes(path).await {
+                Ok(b) => return Ok(b),
+                Err(e) if e.is_client_error() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(path, attempt, error = %e, "retrying");
+                    last = Some(e);
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        Err(last.unwrap_or_else(|| ClientError::Decode("no attempt made".into())))
     }
 }

@@ -12,6 +12,9 @@ pub mod tree;
 
 pub use error::Error;
 pub mod api;
+pub mod auditor;
 pub mod client;
+pub mod monitor;
 pub mod server;
 pub mod tiles;
+pub mod verify;

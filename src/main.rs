@@ -1,9 +1,12 @@
 //! The `modeltrail` command: each subcommand is a few lines over the library.
 
 use clap::{Args, Parser, Subcommand};
+use modeltrail::auditor::{self, AuditError};
 use modeltrail::client::Client;
-use modeltrail::note::{KeyName, SignerKey};
+use modeltrail::monitor::{Monitor, Outcome};
+use modeltrail::note::{KeyName, SignerKey, VerifierKey};
 use modeltrail::server::{self, Overrides, ServerConfig};
+use modeltrail::verify::{self, Failure, Policy};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,12 +33,104 @@ enum Cmd {
     Serve(ServeArgs),
     /// Print a new signer key and its verifier key.
     Keygen {
-        /// The key name, which is the log's origin.
+        /// The key name: the log's origin, or the witness's name.
         #[arg(long)]
         origin: String,
+        /// Make a witness cosigner key (signature type 0x04) instead of a log key.
+        #[arg(long)]
+        cosigner: bool,
     },
     /// Append an event (a JSON file, or - for stdin) and print the receipt.
     Submit(SubmitArgs),
+    /// Verify receipts, proofs or a whole log. Exit 0 valid, 1 fails
+    /// verification, 2 malformed input, 3 could not reach the server.
+    Verify {
+        #[command(subcommand)]
+        what: VerifyCmd,
+    },
+    /// Watch a log's checkpoint and raise the alarm if it ever forks,
+    /// shrinks or stops being consistent.
+    Monitor(MonitorArgs),
+}
+
+/// Whom to trust. Keys are given as verifier key strings or as files
+/// holding one.
+#[derive(Args, Clone)]
+struct TrustArgs {
+    /// The log's verifier key (its name is the origin).
+    #[arg(long)]
+    vkey: String,
+    /// A witness cosigner verifier key; repeat for several.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// How many of the witnesses must have cosigned.
+    #[arg(long, default_value_t = 0)]
+    min_witnesses: usize,
+}
+
+#[derive(Subcommand)]
+enum VerifyCmd {
+    /// Verify an offline receipt (.tlog-proof) for an event, with no network.
+    Receipt {
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The event JSON the receipt is for.
+        #[arg(long)]
+        event: PathBuf,
+        /// The receipt file.
+        receipt: PathBuf,
+    },
+    /// Prove that an entry is in the log's current signed checkpoint.
+    Inclusion {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The entry's index.
+        #[arg(long, conflicts_with = "event", required_unless_present = "event")]
+        index: Option<u64>,
+        /// Or the event JSON, found by its leaf hash.
+        #[arg(long)]
+        event: Option<PathBuf>,
+    },
+    /// Prove that the log's current checkpoint extends an older one.
+    Consistency {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// A signed checkpoint saved earlier.
+        #[arg(long)]
+        old: PathBuf,
+    },
+    /// Audit the whole log: download every tile and entry, recompute every
+    /// hash and the root, and check them against the signed checkpoint.
+    Log {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Where the last verified checkpoint is kept.
+    #[arg(long)]
+    state: PathBuf,
+    /// Seconds between checks.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+    /// Check once and exit: 0 consistent, 1 alarm, 2 bad input, 3 unreachable.
+    #[arg(long)]
+    once: bool,
+    /// POST each alarm as JSON to this URL.
+    #[arg(long)]
+    webhook: Option<String>,
 }
 
 #[derive(Args)]
@@ -103,8 +198,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Cmd::Serve(a) => rt.block_on(serve(a)),
-        Cmd::Keygen { origin } => keygen(&origin),
+        Cmd::Keygen { origin, cosigner } => keygen(&origin, cosigner),
         Cmd::Submit(a) => rt.block_on(submit(a)),
+        Cmd::Verify { what } => return rt.block_on(verify(what)),
+        Cmd::Monitor(a) => return rt.block_on(monitor(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,9 +251,14 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     running.stop().await.map_err(|e| e.to_string())
 }
 
-fn keygen(origin: &str) -> Result<(), String> {
+fn keygen(origin: &str, cosigner: bool) -> Result<(), String> {
     let name = KeyName::new(origin).map_err(|e| e.to_string())?;
-    let k = SignerKey::generate(name).map_err(|e| e.to_string())?;
+    let k = if cosigner {
+        SignerKey::generate_cosigner(name)
+    } else {
+        SignerKey::generate(name)
+    }
+    .map_err(|e| e.to_string())?;
     println!("{}", k.encode_secret());
     println!("{}", k.verifier());
     Ok(())
@@ -191,4 +293,182 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
         serde_json::to_string_pretty(&receipt).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+/// A key string, or a file holding one.
+fn read_key(arg: &str) -> Result<VerifierKey, Failure> {
+    let text = match std::fs::read_to_string(arg) {
+        Ok(t) => t,
+        Err(_) => arg.to_string(),
+    };
+    VerifierKey::parse(text.trim()).map_err(|e| Failure::Malformed(format!("{arg}: {e}")))
+}
+
+fn policy(t: &TrustArgs) -> Result<Policy, Failure> {
+    let p = Policy {
+        log_key: read_key(&t.vkey)?,
+        witnesses: t
+            .witnesses
+            .iter()
+            .map(|w| read_key(w))
+            .collect::<Result<_, _>>()?,
+        min_witnesses: t.min_witnesses,
+    };
+    p.check()?;
+    Ok(p)
+}
+
+fn read_input(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::Malformed(format!("{}: {e}", path.display())))
+}
+
+/// Print the outcome on one line and turn it into the exit code.
+fn finish(r: Result<String, AuditError>) -> ExitCode {
+    match r {
+        Ok(msg) => {
+            println!("OK: {msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("FAIL: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+async fn verify(what: VerifyCmd) -> ExitCode {
+    finish(run_verify(what).await)
+}
+
+async fn run_verify(what: VerifyCmd) -> Result<String, AuditError> {
+    let client = |server: &str| Client::new(server, None).map_err(AuditError::Fetch);
+    match what {
+        VerifyCmd::Receipt {
+            trust,
+            event,
+            receipt,
+        } => {
+            let p = policy(&trust)?;
+            let r = verify::receipt(&p, &read_input(&event)?, &read_input(&receipt)?)?;
+            Ok(format!(
+                "event is entry {} of {} (tree size {}, leaf {}){}",
+                r.index,
+                p.origin(),
+                r.checkpoint.checkpoint.size,
+                hex::encode(r.leaf_hash),
+                witnessed(&r.checkpoint.witnesses)
+            ))
+        }
+        VerifyCmd::Inclusion {
+            server,
+            trust,
+            index,
+            event,
+        } => {
+            let p = policy(&trust)?;
+            let leaf = match event {
+                Some(f) => Some(verify::event_leaf(&read_input(&f)?)?.1),
+                None => None,
+            };
+            let (cp, index, leaf) = auditor::inclusion(&client(&server)?, &p, index, leaf).await?;
+            Ok(format!(
+                "entry {index} (leaf {}) is in the signed tree of size {}{}",
+                hex::encode(leaf),
+                cp.checkpoint.size,
+                witnessed(&cp.witnesses)
+            ))
+        }
+        VerifyCmd::Consistency { server, trust, old } => {
+            let p = policy(&trust)?;
+            let old = p.open_checkpoint(&read_input(&old)?)?;
+            let c = client(&server)?;
+            let new = auditor::checkpoint(&c, &p).await?;
+            auditor::prove_consistency(&c, &old.checkpoint, &new.checkpoint).await?;
+            Ok(format!(
+                "the tree of size {} extends the one of size {}",
+                new.checkpoint.size, old.checkpoint.size
+            ))
+        }
+        VerifyCmd::Log { server, trust } => {
+            let p = policy(&trust)?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} entries {per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let progress = |done: u64, total: u64| {
+                bar.set_length(total);
+                bar.set_position(done);
+            };
+            let a = auditor::audit_log(&client(&server)?, &p, &progress).await;
+            bar.finish_and_clear();
+            let a = a?;
+            Ok(format!(
+                "all {} entries and {} tiles hash to the signed root of {}{}",
+                a.entries,
+                a.tiles,
+                p.origin(),
+                witnessed(&a.checkpoint.witnesses)
+            ))
+        }
+    }
+}
+
+fn witnessed(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(", cosigned by {}", names.join(", "))
+    }
+}
+
+async fn monitor(a: MonitorArgs) -> ExitCode {
+    let m = match (policy(&a.trust), Client::new(&a.server, None)) {
+        (Ok(policy), Ok(client)) => Monitor {
+            client,
+            policy,
+            state: a.state.clone(),
+        },
+        (Err(f), _) => return finish(Err(f.into())),
+        (_, Err(e)) => return finish(Err(e.into())),
+    };
+    loop {
+        let outcome = match m.check().await {
+            Ok(o) => o,
+            Err(f) => return finish(Err(f.into())),
+        };
+        let code = match &outcome {
+            Outcome::Started { size } => {
+                println!(
+                    "OK: first checkpoint, tree size {size}, stored in {}",
+                    a.state.display()
+                );
+                0
+            }
+            Outcome::Consistent { old_size, new_size } => {
+                println!("OK: tree size {new_size} is consistent with {old_size}");
+                0
+            }
+            Outcome::Alarm { reason, evidence } => {
+                println!("ALARM: {reason}; evidence in {}", evidence.display());
+                if let Some(w) = &a.webhook {
+                    modeltrail::monitor::notify(w, &a.server, reason, evidence).await;
+                }
+                1
+            }
+            Outcome::Unreachable { error } => {
+                println!("UNREACHABLE: {error}");
+                3
+            }
+        };
+        if a.once {
+            return ExitCode::from(code);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(a.interval.max(1))) => {}
+            _ = server::shutdown_signal() => return ExitCode::SUCCESS,
+        }
+    }
 }

@@ -432,16 +432,8 @@ async fn inclusion(
     };
     let index = q.u64("index")?;
     let (index, leaf, proof) = blocking(&st.log, move |log| {
-        let (index, leaf) = match (index, by_hash) {
-            (Some(i), None) => {
-                if i >= size {
-                    return Err(Error::bad(
-                        "index_out_of_range",
-                        format!("index {i} is not below tree_size {size}"),
-                    ));
-                }
-                (i, leaf_hash(&log.entry(i)?))
-            }
+        let index = match (index, by_hash) {
+            (Some(i), None) => i,
             (None, Some(h)) => {
                 let i = log
                     .find_leaf(&h)?
@@ -451,7 +443,7 @@ async fn inclusion(
                         "that leaf is at index {i}, not below tree_size {size}"
                     )));
                 }
-                (i, h)
+                i
             }
             _ => {
                 return Err(Error::bad(
@@ -460,7 +452,8 @@ async fn inclusion(
                 ))
             }
         };
-        Ok((index, leaf, log.inclusion_proof(index, size)?))
+        let (leaf, proof) = log.leaf_and_inclusion_proof(index, size)?;
+        Ok((index, leaf, proof))
     })
     .await?;
     Ok(Json(InclusionJson {

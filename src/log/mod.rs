@@ -402,6 +402,16 @@ impl Log {
 
     /// Inclusion proof for `index` in the tree of `size` (≤ published size).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        Ok(self.leaf_and_inclusion_proof(index, size)?.1)
+    }
+
+    /// The leaf hash at `index` and its inclusion proof in the tree of
+    /// `size`, in one batched read (the leaf hash is the level-0 node).
+    pub fn leaf_and_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), Error> {
         self.check_size(size, "tree_size")?;
         if size == 0 {
             return Err(Error::bad(
@@ -415,7 +425,14 @@ impl Log {
                 format!("index {index} is not below tree_size {size}"),
             ));
         }
-        Ok(tree::inclusion_plan(index, size)?.fetch(&StoreHashes(self.store.as_ref()))?)
+        let plan = tree::inclusion_plan(index, size)?;
+        let mut ids = plan.node_ids();
+        ids.push(NodeId::new(0, index));
+        let mut hashes = StoreHashes(self.store.as_ref()).read_hashes(&ids)?;
+        let leaf = hashes
+            .pop()
+            .ok_or_else(|| Error::Internal(format!("leaf hash {index} missing")))?;
+        Ok((leaf, plan.assemble(&hashes)?))
     }
 
     /// Consistency proof between two published sizes, 1 ≤ old ≤ new.

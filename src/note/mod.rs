@@ -11,7 +11,7 @@ mod keys;
 mod proof;
 
 pub use checkpoint::Checkpoint;
-pub use keys::{KeyName, SignerKey, VerifierKey};
+pub use keys::{cosignature_message, cosignature_parts, KeyKind, KeyName, SignerKey, VerifierKey};
 pub use proof::TlogProof;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -71,7 +71,7 @@ impl Note {
         check_text(text)?;
         Ok(Note {
             text: text.to_string(),
-            sigs: vec![key.sign_note_text(text.as_bytes())],
+            sigs: vec![key.sign_note_text(text.as_bytes())?],
         })
     }
 
