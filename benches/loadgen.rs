@@ -324,6 +324,20 @@ async fn counters(base: &str) -> (f64, f64) {
     )
 }
 
+/// VmRSS and RssAnon of a process, in MiB.
+fn proc_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:"), field("RssAnon:"))
+}
+
 fn main() {
     let a = args();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -363,21 +377,27 @@ fn main() {
     };
     println!("server: {base}");
 
+    let server_pid = child.as_ref().map(|c| c.id());
     if a.fill > 0 {
-        let r = rt.block_on(run(
-            &base,
-            &token,
-            Work::Append,
-            64,
-            Stop::Count(a.fill),
-            None,
-        ));
-        println!(
-            "filled {} entries at {:.0} appends/s ({} errors)\n",
-            r.ok,
-            r.rate(),
-            r.errors
-        );
+        // In steps, reporting the server's memory as the log grows.
+        println!("| filled to | appends/s in this step | server RSS MiB | server RssAnon MiB |");
+        println!("|---|---|---|---|");
+        let mut filled = 0u64;
+        while filled < a.fill {
+            let step = (a.fill - filled).min(500_000);
+            let r = rt.block_on(run(
+                &base,
+                &token,
+                Work::Append,
+                64,
+                Stop::Count(step),
+                None,
+            ));
+            filled += r.ok;
+            let (rss, anon) = server_pid.map(proc_mib).unwrap_or((0.0, 0.0));
+            println!("| {filled} | {:.0} | {rss:.0} | {anon:.0} |", r.rate());
+        }
+        println!();
     }
 
     println!("| appends: connections | appends/s | p50 ms | p99 ms | p99.9 ms | errors | mean batch | raw RocksDB synced WriteBatch entries/s (same batches, same bytes) | ratio |");

@@ -86,18 +86,19 @@ fn main() {
     };
     let mut size = 0u64;
     let mut rss = Vec::new();
+    // One store and log for the whole run, as in the server.
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&db_path, &rocks_opts).unwrap());
+    let log = Arc::new(
+        Log::open(
+            store.clone(),
+            signer.clone(),
+            LogConfig::new(ORIGIN),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap(),
+    );
     for &target in &sizes {
         // Grow through the real sequencer, 4096 concurrent appends at a time.
-        let store: Arc<dyn Store> = Arc::new(RocksStore::open(&db_path, &rocks_opts).unwrap());
-        let log = Arc::new(
-            Log::open(
-                store,
-                signer.clone(),
-                LogConfig::new(ORIGIN),
-                Arc::new(Metrics::default()),
-            )
-            .unwrap(),
-        );
         let started = Instant::now();
         let from = size;
         rt.block_on(async {
@@ -129,6 +130,13 @@ fn main() {
         });
         let append_rate = (size - from) as f64 / started.elapsed().as_secs_f64();
         let rss_now = status_mib("VmRSS:");
+        let m = store.memory();
+        eprintln!(
+            "at {size}: block cache {} MiB (memtables charged to it), memtables {} MiB, table readers {} MiB",
+            m.block_cache >> 20,
+            m.memtables >> 20,
+            m.table_readers >> 20
+        );
         let anon_now = status_mib("RssAnon:");
         rss.push(rss_now);
 
@@ -144,10 +152,8 @@ fn main() {
             proofs += 1;
         }
         let ours = proofs as f64 / t0.elapsed().as_secs_f64();
-        rt.block_on(log.shutdown());
-        drop(log);
-
-        // Baseline: raw RocksDB multi_get of the same node keys, same DB.
+        // Baseline: raw RocksDB multi_get of the same node keys, on the same
+        // files through a second, read-only handle (RocksDB's default options).
         let raw_db = {
             let opts = rocksdb::Options::default();
             let cfs = rocksdb::DB::list_cf(&opts, &db_path).unwrap();

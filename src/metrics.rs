@@ -17,6 +17,9 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub commit_seconds: Histogram,
     pub tree_size: Gauge,
+    pub block_cache_bytes: Gauge,
+    pub memtable_bytes: Gauge,
+    pub table_reader_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -32,6 +35,9 @@ impl Default for Metrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             tree_size: Gauge::default(),
+            block_cache_bytes: Gauge::default(),
+            memtable_bytes: Gauge::default(),
+            table_reader_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -75,11 +81,33 @@ impl Default for Metrics {
             m.commit_seconds.clone(),
         );
         registry.register("tree_size", "Entries in the log", m.tree_size.clone());
+        registry.register(
+            "storage_block_cache_bytes",
+            "Block cache in use (memtables are charged to it)",
+            m.block_cache_bytes.clone(),
+        );
+        registry.register(
+            "storage_memtable_bytes",
+            "Memtables, all column families",
+            m.memtable_bytes.clone(),
+        );
+        registry.register(
+            "storage_table_reader_bytes",
+            "Table readers outside the block cache",
+            m.table_reader_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// Record what the storage engine reports before rendering.
+    pub fn set_storage(&self, m: crate::store::MemoryUsage) {
+        self.block_cache_bytes.set(m.block_cache as i64);
+        self.memtable_bytes.set(m.memtables as i64);
+        self.table_reader_bytes.set(m.table_readers as i64);
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         // Writing to a String cannot fail.

@@ -492,6 +492,7 @@ async fn consistency(
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
+    st.log.metrics().set_storage(st.log.store().memory());
     (
         [(
             header::CONTENT_TYPE,

@@ -41,6 +41,14 @@ pub enum StoreError {
     NotContiguous(String),
 }
 
+/// Memory an engine reports, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryUsage {
+    pub block_cache: u64,
+    pub memtables: u64,
+    pub table_readers: u64,
+}
+
 /// One new leaf.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
@@ -88,6 +96,12 @@ pub trait Store: Send + Sync + 'static {
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Memory the engine reports using: block cache, memtables, table
+    /// readers (bytes). For metrics; empty where the engine has none.
+    fn memory(&self) -> MemoryUsage {
+        MemoryUsage::default()
+    }
 
     /// One entry.
     fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {

@@ -257,6 +257,28 @@ impl Store for RocksStore {
             .collect()
     }
 
+    fn memory(&self) -> super::MemoryUsage {
+        let mut m = super::MemoryUsage::default();
+        let prop = |cf: Option<&ColumnFamily>, name: &rocksdb::properties::PropName| {
+            let v = match cf {
+                Some(cf) => self.db.property_int_value_cf(cf, name),
+                None => self.db.property_int_value(name),
+            };
+            v.ok().flatten().unwrap_or(0)
+        };
+        // The cache is shared: read it once.
+        m.block_cache = prop(None, rocksdb::properties::BLOCK_CACHE_USAGE);
+        m.memtables = prop(None, rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES);
+        m.table_readers = prop(None, rocksdb::properties::ESTIMATE_TABLE_READERS_MEM);
+        for name in [CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT] {
+            if let Ok(cf) = self.cf(name) {
+                m.memtables += prop(Some(cf), rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES);
+                m.table_readers += prop(Some(cf), rocksdb::properties::ESTIMATE_TABLE_READERS_MEM);
+            }
+        }
+        m
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(format!("{META_PREFIX}{key}")).map_err(engine)
     }
