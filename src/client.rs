@@ -51,9 +51,20 @@ impl Client {
 
     /// POST an event body; returns the status and the receipt JSON.
     pub async fn submit(&self, body: Vec<u8>) -> Result<(u16, serde_json::Value), ClientError> {
+        self.submit_with(body, false).await
+    }
+
+    /// POST an event; with `witnessed`, ask the server to wait for a
+    /// checkpoint cosigned by its witnesses before answering.
+    pub async fn submit_with(
+        &self,
+        body: Vec<u8>,
+        witnessed: bool,
+    ) -> Result<(u16, serde_json::Value), ClientError> {
+        let query = if witnessed { "?wait=witnessed" } else { "" };
         let mut req = self
             .http
-            .post(format!("{}/v1/events", self.base))
+            .post(format!("{}/v1/events{query}", self.base))
             .header("content-type", "application/json")
             .body(body);
         if let Some(t) = &self.token {

@@ -18,3 +18,4 @@ pub mod monitor;
 pub mod server;
 pub mod tiles;
 pub mod verify;
+pub mod witness;

@@ -51,6 +51,25 @@ enum Cmd {
     /// Watch a log's checkpoint and raise the alarm if it ever forks,
     /// shrinks or stops being consistent.
     Monitor(MonitorArgs),
+    /// Run a witness (c2sp tlog-witness): cosign checkpoints of the given
+    /// logs only if they extend the last one it cosigned.
+    Witness(WitnessArgs),
+}
+
+#[derive(Args)]
+struct WitnessArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MODELTRAIL_WITNESS_LISTEN", default_value = modeltrail::witness::service::DEFAULT_LISTEN)]
+    listen: String,
+    /// Where the cosigner key and the per-log state live.
+    #[arg(long, env = "MODELTRAIL_WITNESS_DATA_DIR", default_value = modeltrail::witness::service::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The witness's name (its key name), used when the key is made.
+    #[arg(long)]
+    name: Option<String>,
+    /// A log to witness: its verifier key, or a file holding one; repeat.
+    #[arg(long = "log", required = true)]
+    logs: Vec<String>,
 }
 
 /// Whom to trust. Keys are given as verifier key strings or as files
@@ -156,6 +175,13 @@ struct ServeArgs {
     /// Most entries in one /v1/entries page.
     #[arg(long, env = "MODELTRAIL_MAX_PAGE")]
     max_page: Option<u64>,
+    /// A witness to ask for cosignatures, as URL,VKEY (the key string or a
+    /// file holding it); repeat for several.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// Cosignatures needed before a checkpoint is published (default 1).
+    #[arg(long)]
+    witness_threshold: Option<usize>,
 }
 
 #[derive(Args)]
@@ -176,6 +202,10 @@ struct SubmitArgs {
     /// Also write the c2sp tlog-proof receipt to this file.
     #[arg(long)]
     proof_out: Option<PathBuf>,
+    /// Wait (bounded by the server) for a checkpoint cosigned by the log's
+    /// witnesses, so that the receipt carries their cosignatures.
+    #[arg(long)]
+    witnessed: bool,
     /// The event JSON file, or - for standard input.
     file: String,
 }
@@ -202,6 +232,7 @@ fn main() -> ExitCode {
         Cmd::Submit(a) => rt.block_on(submit(a)),
         Cmd::Verify { what } => return rt.block_on(verify(what)),
         Cmd::Monitor(a) => return rt.block_on(monitor(a)),
+        Cmd::Witness(a) => rt.block_on(witness(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,6 +252,8 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         queue_depth: a.queue_depth,
         max_batch: a.max_batch,
         max_page: a.max_page,
+        witnesses: a.witnesses,
+        witness_threshold: a.witness_threshold,
     })
     .map_err(|e| e.to_string())?;
     let data = server::prepare_data_dir(&cfg).map_err(|e| e.to_string())?;
@@ -246,6 +279,42 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     println!("verifier key: {}", data.signer.verifier());
     println!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, origin = %cfg.origin, "serving");
+    server::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await.map_err(|e| e.to_string())
+}
+
+async fn witness(a: WitnessArgs) -> Result<(), String> {
+    let logs = a
+        .logs
+        .iter()
+        .map(|k| read_key(k).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let listen = a
+        .listen
+        .parse()
+        .map_err(|_| format!("listen address {:?} is not IP:PORT", a.listen))?;
+    let opts = modeltrail::witness::service::WitnessOptions {
+        listen,
+        data_dir: a.data_dir.clone(),
+        name: a.name,
+        logs,
+    };
+    let running = modeltrail::witness::service::start(&opts).await?;
+    if running.created_key {
+        eprintln!(
+            "created a new cosigner key in {}",
+            a.data_dir
+                .join(modeltrail::witness::service::KEY_FILE)
+                .display()
+        );
+    }
+    println!("witness key: {}", running.witness.verifier());
+    for o in running.witness.origins() {
+        println!("witnessing: {o}");
+    }
+    println!("listening on http://{}", running.addr);
+    tracing::info!(addr = %running.addr, "witnessing");
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await.map_err(|e| e.to_string())
@@ -281,7 +350,13 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
             .map_err(|e| format!("no --token given and {}: {e}", a.token_file.display()))?,
     };
     let client = Client::new(&a.server, Some(token)).map_err(|e| e.to_string())?;
-    let (_, receipt) = client.submit(body).await.map_err(|e| e.to_string())?;
+    let (_, receipt) = client
+        .submit_with(body, a.witnessed)
+        .await
+        .map_err(|e| e.to_string())?;
+    if a.witnessed && receipt["witnessed"] != serde_json::Value::Bool(true) {
+        eprintln!("warning: no cosigned checkpoint covered the event in time; the receipt is signed by the log only");
+    }
     if let Some(path) = a.proof_out {
         let proof = receipt["tlog_proof"]
             .as_str()

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub block_cache_bytes: Gauge,
     pub memtable_bytes: Gauge,
     pub table_reader_bytes: Gauge,
+    pub witnessed_size: Gauge,
+    pub witness_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -38,6 +40,8 @@ impl Default for Metrics {
             block_cache_bytes: Gauge::default(),
             memtable_bytes: Gauge::default(),
             table_reader_bytes: Gauge::default(),
+            witnessed_size: Gauge::default(),
+            witness_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -81,6 +85,16 @@ impl Default for Metrics {
             m.commit_seconds.clone(),
         );
         registry.register("tree_size", "Entries in the log", m.tree_size.clone());
+        registry.register(
+            "witnessed_tree_size",
+            "Tree size of the published checkpoint (cosigned when witnesses are configured)",
+            m.witnessed_size.clone(),
+        );
+        registry.register(
+            "witness_failures",
+            "Witness requests that did not return a valid cosignature",
+            m.witness_failures.clone(),
+        );
         registry.register(
             "storage_block_cache_bytes",
             "Block cache in use (memtables are charged to it)",

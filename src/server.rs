@@ -5,8 +5,10 @@
 use crate::api::{self, ApiLimits, AppState};
 use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics;
+use crate::note::VerifierKey;
 use crate::note::{KeyName, SignerKey};
 use crate::store::{RocksOptions, RocksStore, Store};
+use crate::witness::collector::{Collector, CollectorConfig, WitnessSpec};
 use serde::Deserialize;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,6 +33,32 @@ pub struct FileConfig {
     pub origin: Option<String>,
     #[serde(default)]
     pub limits: FileLimits,
+    pub witnessing: Option<FileWitnessing>,
+}
+
+/// `[witnessing]`: the witnesses asked to cosign each new checkpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWitnessing {
+    /// Cosignatures needed before a checkpoint is published (default 1).
+    pub threshold: Option<usize>,
+    /// Least milliseconds between two rounds (default 1000).
+    pub interval_ms: Option<u64>,
+    /// Time limit of one witness request in milliseconds (default 5000).
+    pub timeout_ms: Option<u64>,
+    /// Longest an append with `?wait=witnessed` waits, ms (default 10000).
+    pub wait_ms: Option<u64>,
+    #[serde(default)]
+    pub witness: Vec<FileWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWitness {
+    /// The witness's submission prefix (`<url>/add-checkpoint` is posted to).
+    pub url: String,
+    /// Its cosigner verifier key.
+    pub vkey: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +81,9 @@ pub struct Overrides {
     pub queue_depth: Option<usize>,
     pub max_batch: Option<usize>,
     pub max_page: Option<u64>,
+    /// Witnesses as `URL,VKEY`; replace the file's list when given.
+    pub witnesses: Vec<String>,
+    pub witness_threshold: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +96,9 @@ pub struct ServerConfig {
     pub max_page: u64,
     pub request_timeout: Duration,
     pub block_cache_bytes: usize,
+    /// Witnessing, if any witnesses are configured.
+    pub witnessing: Option<CollectorConfig>,
+    pub witness_wait: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +153,40 @@ impl ServerConfig {
             ))
         })?;
         let l = file.limits;
+        let fw = file.witnessing.unwrap_or_default();
+        let witnesses: Vec<WitnessSpec> = if o.witnesses.is_empty() {
+            fw.witness
+                .iter()
+                .map(|w| witness_spec(&w.url, &w.vkey))
+                .collect::<Result<_, _>>()?
+        } else {
+            o.witnesses
+                .iter()
+                .map(|arg| {
+                    let (url, vkey) = arg.split_once(',').ok_or_else(|| {
+                        ServerError::Config(format!("--witness {arg:?} must be URL,VKEY"))
+                    })?;
+                    witness_spec(url, vkey)
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let threshold = o.witness_threshold.or(fw.threshold).unwrap_or(1);
+        let witnessing = if witnesses.is_empty() {
+            None
+        } else {
+            if threshold == 0 || threshold > witnesses.len() {
+                return Err(ServerError::Config(format!(
+                    "the witness threshold {threshold} must be 1..={} (the witnesses configured)",
+                    witnesses.len()
+                )));
+            }
+            Some(CollectorConfig {
+                witnesses,
+                threshold,
+                interval: Duration::from_millis(fw.interval_ms.unwrap_or(1000).max(1)),
+                timeout: Duration::from_millis(fw.timeout_ms.unwrap_or(5000).max(1)),
+            })
+        };
         let cfg = ServerConfig {
             listen,
             data_dir: o
@@ -131,12 +199,36 @@ impl ServerConfig {
             max_page: o.max_page.or(l.max_page).unwrap_or(1000),
             request_timeout: Duration::from_secs(l.request_timeout_secs.unwrap_or(30)),
             block_cache_bytes: l.block_cache_mb.unwrap_or(128) << 20,
+            witnessing,
+            witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
         };
         if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
             return Err(ServerError::Config("limits must be at least 1".into()));
         }
         Ok(cfg)
     }
+}
+
+/// A witness from its URL and verifier key (a key string or a file).
+fn witness_spec(url: &str, vkey: &str) -> Result<WitnessSpec, ServerError> {
+    let url = url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ServerError::Config(format!(
+            "witness URL {url:?} must start with http:// or https://"
+        )));
+    }
+    let text = std::fs::read_to_string(vkey).unwrap_or_else(|_| vkey.to_string());
+    let key = VerifierKey::parse(text.trim())
+        .map_err(|e| ServerError::Config(format!("witness key {vkey:?}: {e}")))?;
+    if key.kind() != crate::note::KeyKind::CosignatureV1 {
+        return Err(ServerError::Config(format!(
+            "witness key {vkey:?} must be a cosigner (type 0x04) key"
+        )));
+    }
+    Ok(WitnessSpec {
+        url: url.to_string(),
+        key,
+    })
 }
 
 /// Write a file readable by its owner only, atomically (temp, fsync, rename).
@@ -233,6 +325,7 @@ pub fn prepare_data_dir(cfg: &ServerConfig) -> Result<DataDir, ServerError> {
 pub struct Running {
     pub addr: SocketAddr,
     pub log: Arc<Log>,
+    collector: Option<Collector>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -243,6 +336,9 @@ impl Running {
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(());
         let r = self.task.await.unwrap_or(Ok(()));
+        if let Some(c) = self.collector {
+            c.stop().await;
+        }
         self.log.shutdown().await;
         r
     }
@@ -269,14 +365,24 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
         log_cfg,
         Arc::new(Metrics::default()),
     )?);
-    let state = AppState::new(
+    let mut state = AppState::new(
         log.clone(),
         &data.admin_token,
         ApiLimits {
             max_page: cfg.max_page,
             request_timeout: cfg.request_timeout,
+            witness_wait: cfg.witness_wait,
         },
     );
+    let collector = match &cfg.witnessing {
+        Some(w) => {
+            let c = Collector::start(log.clone(), w.clone())
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            state = state.with_witnessed(c.published());
+            Some(c)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServerError::Io {
@@ -299,6 +405,7 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
     Ok(Running {
         addr,
         log,
+        collector,
         shutdown: tx,
         task,
     })

@@ -9,7 +9,7 @@ pub use error::ApiError;
 
 use crate::audit::event;
 use crate::error::Error;
-use crate::log::{Log, Receipt};
+use crate::log::{Head, Log, Receipt};
 use crate::note::parse_canonical_u64;
 use crate::tiles::{self, TileKind};
 use crate::tree::{leaf_hash, Hash};
@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 /// Largest request body accepted for an event.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -34,6 +35,8 @@ pub struct ApiLimits {
     /// Most entries in one `/v1/entries` page.
     pub max_page: u64,
     pub request_timeout: Duration,
+    /// Longest an append with `?wait=witnessed` waits for cosignatures.
+    pub witness_wait: Duration,
 }
 
 impl Default for ApiLimits {
@@ -41,6 +44,7 @@ impl Default for ApiLimits {
         ApiLimits {
             max_page: 1000,
             request_timeout: Duration::from_secs(30),
+            witness_wait: Duration::from_secs(10),
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct AppState {
     /// SHA-256 of the admin bearer token; compared in constant time.
     token_hash: Arc<[u8; 32]>,
     limits: ApiLimits,
+    /// The checkpoint cosigned by witnesses, when witnesses are configured.
+    witnessed: Option<watch::Receiver<Arc<Head>>>,
 }
 
 impl AppState {
@@ -59,6 +65,22 @@ impl AppState {
             log,
             token_hash: Arc::new(Sha256::digest(admin_token.as_bytes()).into()),
             limits,
+            witnessed: None,
+        }
+    }
+
+    /// Serve the checkpoints a witness collector publishes at `/checkpoint`.
+    pub fn with_witnessed(mut self, published: watch::Receiver<Arc<Head>>) -> Self {
+        self.witnessed = Some(published);
+        self
+    }
+
+    /// The checkpoint `/checkpoint` serves: the latest cosigned one when
+    /// witnesses are configured, else the log's latest.
+    fn published(&self) -> Arc<Head> {
+        match &self.witnessed {
+            Some(rx) => rx.borrow().clone(),
+            None => self.log.head(),
         }
     }
 
@@ -92,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log", get(log_info))
         .route("/v1/events", post(append))
         .route("/v1/events/{event_id}", get(event_by_id))
+        .route("/v1/receipt", get(receipt))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{index}", get(entry))
         .route("/v1/proof/inclusion", get(inclusion))
@@ -186,7 +209,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 async fn checkpoint(State(st): State<AppState>) -> Response {
-    let head = st.log.head();
+    let head = st.published();
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -248,6 +271,16 @@ struct LogInfo {
     tree_size: u64,
     root_hash: String,
     checkpoint: String,
+    /// With witnesses: the latest checkpoint they cosigned (what
+    /// `/checkpoint` serves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    witnessed: Option<Witnessed>,
+}
+
+#[derive(Serialize)]
+struct Witnessed {
+    tree_size: u64,
+    checkpoint: String,
 }
 
 async fn log_info(State(st): State<AppState>) -> Json<LogInfo> {
@@ -258,10 +291,21 @@ async fn log_info(State(st): State<AppState>) -> Json<LogInfo> {
         tree_size: head.size,
         root_hash: hex32(&head.root),
         checkpoint: head.checkpoint.clone(),
+        witnessed: st.witnessed.as_ref().map(|rx| {
+            let w = rx.borrow().clone();
+            Witnessed {
+                tree_size: w.size,
+                checkpoint: w.checkpoint.clone(),
+            }
+        }),
     })
 }
 
 fn receipt_json(r: &Receipt, event_id: &str) -> Result<String, Error> {
+    Ok(receipt_object(r, event_id)?.finish())
+}
+
+fn receipt_object(r: &Receipt, event_id: &str) -> Result<JsonObject, Error> {
     let proof: Vec<String> = r.proof.iter().map(hex32).collect();
     Ok(JsonObject::new()
         .field("index", &r.index)
@@ -271,16 +315,22 @@ fn receipt_json(r: &Receipt, event_id: &str) -> Result<String, Error> {
         .raw("event", &r.canonical)?
         .field("checkpoint", &r.head.checkpoint)
         .field("inclusion_proof", &proof)
-        .field("tlog_proof", &r.tlog_proof())
-        .finish())
+        .field("tlog_proof", &r.tlog_proof()))
 }
 
 async fn append(
     State(st): State<AppState>,
     headers: HeaderMap,
+    RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
     st.authorize(&headers)?;
+    let q = Query::parse(q.as_deref(), &["wait"])?;
+    let wait_witnessed = match q.str("wait") {
+        None => false,
+        Some("witnessed") => true,
+        Some(_) => return Err(Error::bad("bad_query", "wait must be \"witnessed\"").into()),
+    };
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -306,7 +356,87 @@ async fn append(
     } else {
         StatusCode::OK
     };
-    Ok(json_response(status, receipt_json(&receipt, &event_id)?))
+    if !wait_witnessed {
+        return Ok(json_response(status, receipt_json(&receipt, &event_id)?));
+    }
+    // The event is durable; now wait (bounded) for a cosigned checkpoint
+    // that covers it. On time-out the log-signed receipt is still valid.
+    let index = receipt.index;
+    let head = match st.witnessed.clone() {
+        Some(mut rx) => tokio::time::timeout(st.limits.witness_wait, async move {
+            rx.wait_for(|h| h.size > index)
+                .await
+                .ok()
+                .map(|h| h.clone())
+        })
+        .await
+        .ok()
+        .flatten(),
+        None => None,
+    };
+    let (receipt, witnessed) = match head {
+        Some(head) => {
+            let created = receipt.created;
+            let mut r = blocking(&st.log, move |log| log.receipt_at(index, head)).await?;
+            r.created = created;
+            (r, true)
+        }
+        None => (receipt, false),
+    };
+    let body = receipt_object(&receipt, &event_id)?
+        .field("witnessed", &witnessed)
+        .finish();
+    Ok(json_response(status, body))
+}
+
+/// `GET /v1/receipt?index=I` or `?event_id=E`: an offline receipt against
+/// the checkpoint `/checkpoint` serves (cosigned, with witnesses).
+async fn receipt(State(st): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref(), &["index", "event_id"])?;
+    let by_id = match q.str("event_id") {
+        Some(s) => Some(
+            uuid::Uuid::try_parse(s)
+                .ok()
+                .filter(|u| u.hyphenated().to_string() == s)
+                .ok_or_else(|| {
+                    Error::bad(
+                        "bad_event_id",
+                        "event_id must be a lowercase hyphenated UUID",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let index = q.u64("index")?;
+    let head = st.published();
+    let (r, event_id) = blocking(&st.log, move |log| {
+        let index = match (index, by_id) {
+            (Some(i), None) => i,
+            (None, Some(id)) => log
+                .find_event(id.as_bytes())?
+                .ok_or_else(|| Error::NotFound(format!("no event {id}")))?,
+            _ => {
+                return Err(Error::bad(
+                    "bad_query",
+                    "give exactly one of index and event_id",
+                ))
+            }
+        };
+        if index >= head.size {
+            return Err(Error::NotFound(format!(
+                "entry {index} is not yet in the published checkpoint (size {}); retry later",
+                head.size
+            )));
+        }
+        let r = log.receipt_at(index, head)?;
+        let event_id = serde_json::from_slice::<serde_json::Value>(&r.canonical)
+            .ok()
+            .and_then(|v| v["event_id"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Ok((r, event_id))
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, receipt_json(&r, &event_id)?))
 }
 
 fn entry_json(index: u64, bytes: &[u8]) -> Result<String, Error> {

@@ -272,6 +272,11 @@ impl Log {
         self.head.borrow().clone()
     }
 
+    /// Follow the published head as it changes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Head>> {
+        self.head.clone()
+    }
+
     /// Append a prepared event; resolves once it is durable and covered by a
     /// signed checkpoint, or with the original index for an identical
     /// resubmission.
@@ -398,6 +403,27 @@ impl Log {
     pub fn find_event(&self, id: &EventId) -> Result<Option<u64>, Error> {
         let size = self.head().size;
         Ok(self.store.find_event(id)?.filter(|i| *i < size))
+    }
+
+    /// A receipt for the entry at `index` against `head`, a checkpoint this
+    /// log published (for instance one cosigned by witnesses).
+    pub fn receipt_at(&self, index: u64, head: Arc<Head>) -> Result<Receipt, Error> {
+        if index >= head.size {
+            return Err(Error::NotFound(format!(
+                "entry {index} is not in the checkpoint of size {}",
+                head.size
+            )));
+        }
+        let canonical = self.store.entry(index)?;
+        let (leaf_hash, proof) = self.leaf_and_inclusion_proof(index, head.size)?;
+        Ok(Receipt {
+            index,
+            leaf_hash,
+            created: false,
+            head,
+            proof,
+            canonical: Arc::new(canonical),
+        })
     }
 
     /// Inclusion proof for `index` in the tree of `size` (≤ published size).

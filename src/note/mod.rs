@@ -50,7 +50,8 @@ pub struct Signature {
 }
 
 impl Signature {
-    fn line(&self) -> String {
+    /// The signature line, `— <name> <base64>` and a newline.
+    pub fn line(&self) -> String {
         let mut raw = self.key_id.to_be_bytes().to_vec();
         raw.extend_from_slice(&self.sig);
         format!("\u{2014} {} {}\n", self.name, B64.encode(raw))

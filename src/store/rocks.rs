@@ -266,8 +266,12 @@ impl Store for RocksStore {
             };
             v.ok().flatten().unwrap_or(0)
         };
-        // The cache is shared: read it once.
-        m.block_cache = prop(None, rocksdb::properties::BLOCK_CACHE_USAGE);
+        // The cache is shared by the column families (not the default one,
+        // which has none of its own data): read it once, through one of them.
+        m.block_cache = self
+            .cf(CF_NODES)
+            .map(|cf| prop(Some(cf), rocksdb::properties::BLOCK_CACHE_USAGE))
+            .unwrap_or(0);
         m.memtables = prop(None, rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES);
         m.table_readers = prop(None, rocksdb::properties::ESTIMATE_TABLE_READERS_MEM);
         for name in [CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT] {
