@@ -202,6 +202,10 @@ struct SubmitArgs {
     /// Also write the c2sp tlog-proof receipt to this file.
     #[arg(long)]
     proof_out: Option<PathBuf>,
+    /// Also write the event as the log stored it (with its event_id, in
+    /// canonical form) to this file: what `verify receipt --event` needs.
+    #[arg(long)]
+    event_out: Option<PathBuf>,
     /// Wait (bounded by the server) for a checkpoint cosigned by the log's
     /// witnesses, so that the receipt carries their cosignatures.
     #[arg(long)]
@@ -362,6 +366,10 @@ async fn submit(a: SubmitArgs) -> Result<(), String> {
             .as_str()
             .ok_or("receipt has no tlog_proof")?;
         std::fs::write(&path, proof).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = a.event_out {
+        let event = serde_json::to_string(&receipt["event"]).map_err(|e| e.to_string())?;
+        std::fs::write(&path, event).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!(
         "{}",

@@ -518,5 +518,6 @@ fn the_log_refuses_a_bad_witness_configuration() {
     assert!(resolve(vec![format!("http://127.0.0.1:1,{w}")], Some(0)).is_err());
     assert!(resolve(vec![format!("http://127.0.0.1:1,{log_key}")], None).is_err());
     assert!(resolve(vec![format!("127.0.0.1:1,{w}")], None).is_err());
+    assert!(resolve(vec![format!("https://127.0.0.1:1,{w}")], None).is_err());
     assert!(resolve(vec![w.clone()], None).is_err());
 }
