@@ -93,7 +93,7 @@ enum Stop {
 fn append_body(worker: usize, n: u64) -> String {
     serde_json::json!({
         "action": "predict",
-        "actor": {"type": "service", "id": format!("scorer-{worker}")},
+        "actor": {"type": "user", "id": "admin"},
         "timestamp": "2025-05-05T14:03:00Z",
         "subject": {"type": "prediction", "id": format!("p-{worker}-{n}")},
         "related": [{"type": "deployment", "id": "fraud-prod"}, {"type": "model_version", "id": "fraud:v3"}],

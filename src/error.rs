@@ -21,6 +21,9 @@ pub enum Error {
     /// 401.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 403: authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 503 with Retry-After: the append queue is full.
     #[error("the log is busy; retry shortly")]
     Overloaded,

@@ -11,6 +11,7 @@ pub mod store;
 pub mod tree;
 
 pub use error::Error;
+pub mod access;
 pub mod api;
 pub mod auditor;
 pub mod client;

@@ -367,9 +367,13 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
         log_cfg,
         Arc::new(Metrics::default()),
     )?);
+    let access = Arc::new(
+        crate::access::Access::open(log.store().clone(), &data.admin_token)
+            .map_err(ServerError::Config)?,
+    );
     let mut state = AppState::new(
         log.clone(),
-        &data.admin_token,
+        access,
         ApiLimits {
             max_page: cfg.max_page,
             request_timeout: cfg.request_timeout,

@@ -7,6 +7,7 @@ mod query;
 
 pub use error::ApiError;
 
+use crate::access::{Access, Caller, NewToken, TokenRecord};
 use crate::audit::event;
 use crate::error::Error;
 use crate::log::{Head, Log, Receipt};
@@ -17,14 +18,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use query::Query;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 /// Largest request body accepted for an event.
@@ -52,18 +51,18 @@ impl Default for ApiLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub log: Arc<Log>,
-    /// SHA-256 of the admin bearer token; compared in constant time.
-    token_hash: Arc<[u8; 32]>,
+    /// Tokens, principals and roles.
+    access: Arc<Access>,
     limits: ApiLimits,
     /// The checkpoint cosigned by witnesses, when witnesses are configured.
     witnessed: Option<watch::Receiver<Arc<Head>>>,
 }
 
 impl AppState {
-    pub fn new(log: Arc<Log>, admin_token: &str, limits: ApiLimits) -> Self {
+    pub fn new(log: Arc<Log>, access: Arc<Access>, limits: ApiLimits) -> Self {
         AppState {
             log,
-            token_hash: Arc::new(Sha256::digest(admin_token.as_bytes()).into()),
+            access,
             limits,
             witnessed: None,
         }
@@ -84,7 +83,8 @@ impl AppState {
         }
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// The caller behind the request's bearer token.
+    fn authorize(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         // The scheme is case-insensitive (RFC 9110 §11.1).
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -93,12 +93,7 @@ impl AppState {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t)
             .ok_or(Error::Unauthorized)?;
-        let h: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-        if bool::from(h.ct_eq(&*self.token_hash)) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized.into())
-        }
+        Ok(self.access.authenticate(presented)?)
     }
 }
 
@@ -115,6 +110,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(append))
         .route("/v1/events/{event_id}", get(event_by_id))
         .route("/v1/receipt", get(receipt))
+        .route("/v1/admin/tokens", post(grant_token).get(list_tokens))
+        .route("/v1/admin/tokens/{token_id}", delete(revoke_token))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{index}", get(entry))
         .route("/v1/proof/inclusion", get(inclusion))
@@ -324,7 +321,7 @@ async fn append(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    st.authorize(&headers)?;
+    let caller = st.authorize(&headers)?;
     let q = Query::parse(q.as_deref(), &["wait"])?;
     let wait_witnessed = match q.str("wait") {
         None => false,
@@ -349,6 +346,7 @@ async fn append(
         event::EventError::Json(_) => Error::bad("invalid_json", e.to_string()),
         event::EventError::Field { .. } => Error::bad("invalid_event", e.to_string()),
     })?;
+    st.access.check_event(&caller, &prepared)?;
     let event_id = prepared.event_id.to_string();
     let receipt = st.log.append(prepared).await?;
     let status = if receipt.created {
@@ -642,4 +640,81 @@ async fn healthz(State(st): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+fn token_json(t: &TokenRecord) -> serde_json::Value {
+    serde_json::json!({
+        "token_id": t.token_id,
+        "principal": {"type": t.principal.kind, "id": t.principal.id},
+        "roles": t.roles,
+        "created_at": t.created_at,
+        "expires_at": t.expires_at,
+        "revoked_at": t.revoked_at,
+        "granted_by": t.granted_by,
+        "grant_index": t.grant_index,
+        "revoke_index": t.revoke_index,
+    })
+}
+
+/// A receipt as a JSON value, for answers built as values.
+fn receipt_value(r: &Receipt, event_id: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(&receipt_json(r, event_id)?).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Largest body of an admin request.
+const MAX_ADMIN_BODY: usize = 16 * 1024;
+
+/// `POST /v1/admin/tokens` (admin): make a token for a principal with
+/// roles. The secret is in this answer only; the grant is logged first.
+async fn grant_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = st.authorize(&headers)?;
+    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_ADMIN_BODY} bytes")))?;
+    // Strict JSON first (duplicate keys, UTF-8), then the shape.
+    let value =
+        event::parse_strict(&bytes).map_err(|e| Error::bad("invalid_json", e.to_string()))?;
+    let req: NewToken =
+        serde_json::from_value(value).map_err(|e| Error::bad("invalid_request", e.to_string()))?;
+    let g = st.access.grant(&st.log, &caller, req).await?;
+    let mut out = token_json(&g.record);
+    out["token"] = serde_json::Value::String(g.secret);
+    out["receipt"] = receipt_value(&g.receipt, &g.event_id)?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// `GET /v1/admin/tokens` (admin or auditor): every token, no secrets.
+async fn list_tokens(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = st.authorize(&headers)?;
+    let list: Vec<serde_json::Value> = st.access.list(&caller)?.iter().map(token_json).collect();
+    Ok(Json(serde_json::json!({ "tokens": list })).into_response())
+}
+
+/// `DELETE /v1/admin/tokens/{token_id}` (admin): revoke; logged first.
+async fn revoke_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let caller = st.authorize(&headers)?;
+    let Path(id) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
+    if uuid::Uuid::try_parse(&id)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == id)
+        .is_none()
+    {
+        return Err(Error::bad(
+            "bad_token_id",
+            "token_id must be a lowercase hyphenated UUID",
+        )
+        .into());
+    }
+    let r = st.access.revoke(&st.log, &caller, &id).await?;
+    let mut out = token_json(&r.record);
+    out["receipt"] = receipt_value(&r.receipt, &r.event_id)?;
+    Ok(Json(out).into_response())
 }

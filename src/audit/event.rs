@@ -58,6 +58,10 @@ pub struct Prepared {
     pub client_id: bool,
     pub canonical: Vec<u8>,
     pub leaf_hash: Hash,
+    /// The validated `action`, `actor.type` and `actor.id`, for access checks.
+    pub action: String,
+    pub actor_type: String,
+    pub actor_id: String,
 }
 
 /// Parse, validate and canonicalize a submitted event body.
@@ -72,6 +76,11 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     };
     obj.insert("event_id".into(), Value::String(event_id.to_string()));
     validate(obj)?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    let action = text(obj.get("action"));
+    let actor = obj.get("actor");
+    let actor_type = text(actor.and_then(|a| a.get("type")));
+    let actor_id = text(actor.and_then(|a| a.get("id")));
     let canonical = serde_jcs::to_vec(&value).map_err(|e| EventError::Json(e.to_string()))?;
     if canonical.len() > MAX_ENTRY_BYTES {
         return Err(EventError::TooLarge(canonical.len()));
@@ -81,6 +90,9 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
         client_id,
         leaf_hash: tree::leaf_hash(&canonical),
         canonical,
+        action,
+        actor_type,
+        actor_id,
     })
 }
 

@@ -107,7 +107,8 @@ pub async fn load_then_kill(
                 let body = json!({
                     "event_id": id,
                     "action": "deploy",
-                    "actor": {"type": "service", "id": format!("client-{c}")},
+                    "actor": {"type": "user", "id": "admin"},
+                    "metadata": {"client": c},
                     "timestamp": "2025-05-05T14:03:00Z",
                     "subject": {"type": "deployment", "id": format!("c{cycle}-{c}-{n}")},
                 });

@@ -90,7 +90,8 @@ impl TestServer {
 pub fn event(n: u64) -> Value {
     json!({
         "action": "register",
-        "actor": {"type": "service", "id": "ci.pipeline"},
+        // The admin token's principal: an event's actor must be its caller.
+        "actor": {"type": "user", "id": "admin"},
         "timestamp": "2025-05-05T14:03:00Z",
         "subject": {"type": "model_version", "id": format!("fraud:v{n}")},
         "related": [{"type": "run", "id": format!("run-{n}")}, {"type": "dataset", "id": "ds:2025-05-01"}],
