@@ -11,6 +11,7 @@
 //! with the `admin` role, which holds every role.
 
 use crate::audit::event::{self, Prepared};
+use crate::audit::signature;
 use crate::error::Error;
 use crate::log::{Log, Receipt};
 use crate::store::Store;
@@ -22,6 +23,10 @@ use subtle::ConstantTimeEq;
 
 /// Where the token records live in the store's metadata.
 pub const META_KEY: &str = "access_tokens";
+/// Where the services' registered public keys live.
+pub const KEYS_META_KEY: &str = "access_keys";
+/// Most keys one service may register.
+pub const MAX_KEYS_PER_SERVICE: usize = 16;
 /// Most tokens (live and revoked) kept.
 pub const MAX_TOKENS: usize = 10_000;
 /// The principal of the admin token made on first start.
@@ -73,7 +78,7 @@ pub fn role_for_action(action: &str) -> Option<Role> {
         "promote" | "deploy" | "rollback" | "retire" => Some(Role::Deployer),
         // Recorded by the server itself, as the result of an admin call or
         // of a refused request: never accepted from a client.
-        "grant_access" | "revoke_access" | "deny" => None,
+        "grant_access" | "revoke_access" | "register_key" | "deny" => None,
         // register, attest, predict, and any action of the team's own.
         _ => Some(Role::Submitter),
     }
@@ -182,9 +187,21 @@ impl Tokens {
     }
 }
 
+/// A service's public key for signed attestations, as registered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredKey {
+    /// Standard base64 of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    pub registered_at: String,
+    /// The log index of the `register_key` event.
+    pub index: u64,
+}
+
 pub struct Access {
     admin_hash: [u8; 32],
     tokens: RwLock<Tokens>,
+    keys: RwLock<HashMap<String, Vec<RegisteredKey>>>,
     store: Arc<dyn Store>,
     /// One grant or revocation at a time (append, then store).
     writer: tokio::sync::Mutex<()>,
@@ -220,9 +237,16 @@ impl Access {
                 .map_err(|e| format!("stored tokens are unreadable: {e}"))?,
             None => Vec::new(),
         };
+        let keys: HashMap<String, Vec<RegisteredKey>> =
+            match store.get_meta(KEYS_META_KEY).map_err(|e| e.to_string())? {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("stored keys are unreadable: {e}"))?,
+                None => HashMap::new(),
+            };
         Ok(Access {
             admin_hash: sha256(admin_token.trim()),
             tokens: RwLock::new(Tokens::new(list)?),
+            keys: RwLock::new(keys),
             store,
             writer: tokio::sync::Mutex::new(()),
         })
@@ -285,6 +309,119 @@ impl Access {
             )));
         }
         Ok(())
+    }
+
+    /// A signed event must verify with a key its actor, a service, has
+    /// registered; an unsigned event needs nothing.
+    pub fn check_signature(&self, p: &Prepared) -> Result<(), Error> {
+        if !p.signed {
+            return Ok(());
+        }
+        if !p.client_id {
+            return Err(Error::bad(
+                "invalid_event",
+                "a signed event must carry its own event_id (the signature covers it)",
+            ));
+        }
+        let refuse = |m: String| Error::Refused {
+            code: "bad_signature",
+            message: m,
+        };
+        if p.actor_type != "service" {
+            return Err(refuse("only service principals sign events".into()));
+        }
+        let keys = self.keys_of(&p.actor_id)?;
+        if keys.is_empty() {
+            return Err(refuse(format!(
+                "service {} has registered no public key",
+                p.actor_id
+            )));
+        }
+        let event: serde_json::Value =
+            serde_json::from_slice(&p.canonical).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut last = None;
+        for k in &keys {
+            let key = signature::parse_public_key(&k.public_key)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            match signature::verify(&event, &key) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(refuse(format!(
+            "integrity.signature: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+
+    /// The keys a service has registered, oldest first.
+    pub fn keys_of(&self, service: &str) -> Result<Vec<RegisteredKey>, Error> {
+        Ok(self
+            .keys
+            .read()
+            .map_err(|_| Error::Internal("key lock poisoned".into()))?
+            .get(service)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// A service registers a public key for its signed attestations: the
+    /// `register_key` event is appended, then the key is live.
+    pub async fn register_key(
+        &self,
+        log: &Log,
+        caller: &Caller,
+        public_key: &str,
+    ) -> Result<(RegisteredKey, Receipt, String), Error> {
+        if caller.kind != "service" {
+            return Err(Error::Forbidden(
+                "only service principals register signing keys".into(),
+            ));
+        }
+        let public_key = public_key.trim().to_string();
+        signature::parse_public_key(&public_key)
+            .map_err(|e| Error::bad("bad_key", e.to_string()))?;
+        let _w = self.writer.lock().await;
+        let existing = self.keys_of(&caller.id)?;
+        if existing.iter().any(|k| k.public_key == public_key) {
+            return Err(Error::bad(
+                "duplicate_key",
+                "this key is already registered",
+            ));
+        }
+        if existing.len() >= MAX_KEYS_PER_SERVICE {
+            return Err(Error::bad(
+                "too_many_keys",
+                format!("at most {MAX_KEYS_PER_SERVICE} keys per service"),
+            ));
+        }
+        let registered_at = now_rfc3339();
+        let ev = serde_json::json!({
+            "action": "register_key",
+            "actor": caller.actor_json(),
+            "timestamp": registered_at,
+            "subject": {"type": "service", "id": caller.id},
+            "metadata": {"ed25519_public_key": public_key},
+        });
+        let (receipt, event_id) = append(log, &ev).await?;
+        let key = RegisteredKey {
+            public_key,
+            registered_at,
+            index: receipt.index,
+        };
+        let mut all = self
+            .keys
+            .read()
+            .map_err(|_| Error::Internal("key lock poisoned".into()))?
+            .clone();
+        all.entry(caller.id.clone()).or_default().push(key.clone());
+        let bytes = serde_json::to_vec(&all).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put_meta(KEYS_META_KEY, &bytes)?;
+        *self
+            .keys
+            .write()
+            .map_err(|_| Error::Internal("key lock poisoned".into()))? = all;
+        Ok((key, receipt, event_id))
     }
 
     /// Every token record (no secrets), for admins and auditors.

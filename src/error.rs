@@ -24,6 +24,10 @@ pub enum Error {
     /// 403: authenticated, but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// 422: well-formed, but refused (a signature that does not verify, a
+    /// policy that is not met).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     /// 503 with Retry-After: the append queue is full.
     #[error("the log is busy; retry shortly")]
     Overloaded,

@@ -54,6 +54,31 @@ enum Cmd {
     /// Run a witness (c2sp tlog-witness): cosign checkpoints of the given
     /// logs only if they extend the last one it cosigned.
     Witness(WitnessArgs),
+    /// Signed attestations: make a service's Ed25519 key, sign events.
+    Sign {
+        #[command(subcommand)]
+        what: SignCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SignCmd {
+    /// Make an Ed25519 key pair: writes the private key (base64 seed) to
+    /// FILE, owner-only, and prints the public key to register.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an event (it must have its event_id) and print it with
+    /// integrity.signature set.
+    Event {
+        /// The private key file made by `sign keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The event JSON file, or - for standard input.
+        file: String,
+    },
 }
 
 #[derive(Args)]
@@ -121,6 +146,16 @@ enum VerifyCmd {
         /// A signed checkpoint saved earlier.
         #[arg(long)]
         old: PathBuf,
+    },
+    /// Check an event's integrity.signature against a service's public
+    /// key (base64, or a file holding it), offline.
+    Signature {
+        /// The event JSON, as stored in the log.
+        #[arg(long)]
+        event: PathBuf,
+        /// The service's registered Ed25519 public key.
+        #[arg(long)]
+        public_key: String,
     },
     /// Audit the whole log: download every tile and entry, recompute every
     /// hash and the root, and check them against the signed checkpoint.
@@ -237,6 +272,7 @@ fn main() -> ExitCode {
         Cmd::Verify { what } => return rt.block_on(verify(what)),
         Cmd::Monitor(a) => return rt.block_on(monitor(a)),
         Cmd::Witness(a) => rt.block_on(witness(a)),
+        Cmd::Sign { what } => sign(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -322,6 +358,46 @@ async fn witness(a: WitnessArgs) -> Result<(), String> {
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await.map_err(|e| e.to_string())
+}
+
+fn sign(what: SignCmd) -> Result<(), String> {
+    use base64::Engine;
+    use modeltrail::audit::signature;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match what {
+        SignCmd::Keygen { out } => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            server::write_secret(&out, &format!("{}\n", b64.encode(seed)))
+                .map_err(|e| e.to_string())?;
+            println!("{}", b64.encode(key.verifying_key().as_bytes()));
+            Ok(())
+        }
+        SignCmd::Event { key, file } => {
+            let seed = server::read_secret(&key).map_err(|e| e.to_string())?;
+            let seed: [u8; 32] = b64
+                .decode(seed.trim())
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| format!("{}: not base64 of a 32-byte key", key.display()))?;
+            let body = if file == "-" {
+                let mut b = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut b)
+                    .map_err(|e| e.to_string())?;
+                b
+            } else {
+                std::fs::read(&file).map_err(|e| format!("{file}: {e}"))?
+            };
+            let value = modeltrail::audit::event::parse_strict(&body)
+                .map_err(|e| format!("{file}: {e}"))?;
+            let signed = signature::sign(&value, &ed25519_dalek::SigningKey::from_bytes(&seed))
+                .map_err(|e| e.to_string())?;
+            println!("{signed}");
+            Ok(())
+        }
+    }
 }
 
 fn keygen(origin: &str, cosigner: bool) -> Result<(), String> {
@@ -471,6 +547,24 @@ async fn run_verify(what: VerifyCmd) -> Result<String, AuditError> {
                 "the tree of size {} extends the one of size {}",
                 new.checkpoint.size, old.checkpoint.size
             ))
+        }
+        VerifyCmd::Signature { event, public_key } => {
+            use modeltrail::audit::signature::{self, SignatureError};
+            let text = std::fs::read_to_string(&public_key).unwrap_or(public_key.clone());
+            let key = signature::parse_public_key(text.trim())
+                .map_err(|e| Failure::Malformed(e.to_string()))?;
+            let value = modeltrail::audit::event::parse_strict(&read_input(&event)?)
+                .map_err(|e| Failure::Malformed(format!("event: {e}")))?;
+            match signature::verify(&value, &key) {
+                Ok(()) => Ok(format!(
+                    "the event {} is signed by this key",
+                    value["event_id"].as_str().unwrap_or("?")
+                )),
+                Err(SignatureError::Invalid) => {
+                    Err(Failure::Invalid(SignatureError::Invalid.to_string()).into())
+                }
+                Err(e) => Err(Failure::Malformed(e.to_string()).into()),
+            }
         }
         VerifyCmd::Log { server, trust } => {
             let p = policy(&trust)?;

@@ -334,3 +334,199 @@ async fn bad_grants_revocation_expiry_and_restart() {
     );
     s.stop().await;
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_modeltrail");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_attestations_verify_from_the_log_alone() {
+    use base64::Engine;
+    use modeltrail::audit::signature;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut s = start().await;
+    let (ci, _) = grant(&s, "service", "ci", &["submitter"]).await;
+    let (alice, _) = grant(&s, "user", "alice", &["submitter"]).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let public = b64.encode(key.verifying_key().as_bytes());
+    let other = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
+
+    let register = |token: String, body: Value| {
+        let s = &s;
+        async move { admin_call(s, reqwest::Method::POST, "/v1/keys", &token, Some(body)).await }
+    };
+    // Only a service registers a key, a valid one, once; each is logged.
+    assert_eq!(
+        register(alice.clone(), json!({"public_key": public}))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        register(ci.clone(), json!({"public_key": "AAAA"})).await.0,
+        400
+    );
+    assert_eq!(register(ci.clone(), json!({"key": public})).await.0, 400);
+    let (status, r) = register(ci.clone(), json!({"public_key": public})).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["receipt"]["event"]["action"], "register_key");
+    assert_eq!(
+        r["receipt"]["event"]["metadata"]["ed25519_public_key"],
+        public
+    );
+    let key_index = r["index"].as_u64().unwrap();
+    assert_eq!(
+        register(ci.clone(), json!({"public_key": public})).await.0,
+        400
+    );
+    let (_, keys) = s.get_json("/v1/keys/ci").await;
+    assert_eq!(keys["keys"][0]["public_key"], public);
+    assert_eq!(keys["keys"][0]["index"], key_index);
+    // Nobody appends register_key events directly.
+    let forged = json!({
+        "action": "register_key", "actor": {"type": "service", "id": "ci"},
+        "timestamp": "2025-05-05T14:03:00Z", "subject": {"type": "service", "id": "ci"},
+        "metadata": {"ed25519_public_key": b64.encode(other.verifying_key().as_bytes())}
+    });
+    assert_eq!(post_as(&s, &ci, &forged).await.0, 403);
+
+    let attestation = |n: u32| {
+        json!({
+            "event_id": format!("0190c0de-0000-7000-8000-{n:012}"),
+            "action": "attest",
+            "actor": {"type": "service", "id": "ci"},
+            "timestamp": "2025-05-05T14:03:00Z",
+            "subject": {"type": "model_version", "id": "fraud:v3"},
+            "metadata": {"kind": "tests", "passed": true},
+            "integrity": {"artifact_sha256": "ab".repeat(32)}
+        })
+    };
+    let signed = signature::sign(&attestation(1), &key).unwrap();
+    let before = size(&s).await;
+    // Refused, writing nothing: another key, tampered content, a signed
+    // event without its own id, a signature by a user.
+    let refusals = [
+        (signature::sign(&attestation(2), &other).unwrap(), 422),
+        (
+            {
+                let mut t = signed.clone();
+                t["metadata"]["passed"] = json!(false);
+                t
+            },
+            422,
+        ),
+        (
+            {
+                let mut t = signature::sign(&attestation(3), &key).unwrap();
+                t.as_object_mut().unwrap().remove("event_id");
+                t
+            },
+            400,
+        ),
+    ];
+    for (e, want) in refusals {
+        let (status, body) = post_as(&s, &ci, &e).await;
+        assert_eq!(status, want, "{body}");
+    }
+    let mut by_user = signature::sign(&attestation(4), &key).unwrap();
+    by_user["actor"] = json!({"type": "user", "id": "alice"});
+    let by_user = signature::sign(&by_user, &key).unwrap();
+    assert_eq!(post_as(&s, &alice, &by_user).await.0, 422);
+    assert_eq!(size(&s).await, before);
+
+    // Accepted, and checkable from the log alone: the auditor reads the
+    // register_key entry and the attestation entry, and nothing else.
+    let (status, r) = post_as(&s, &ci, &signed).await;
+    assert_eq!(status, 201, "{r}");
+    let index = r["index"].as_u64().unwrap();
+    let (_, key_entry) = s.get_json(&format!("/v1/entries/{key_index}")).await;
+    let (_, att_entry) = s.get_json(&format!("/v1/entries/{index}")).await;
+    let logged_key = key_entry["event"]["metadata"]["ed25519_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        key_entry["event"]["actor"],
+        json!({"type": "service", "id": "ci"})
+    );
+    let vk = signature::parse_public_key(&logged_key).unwrap();
+    signature::verify(&att_entry["event"], &vk).unwrap();
+    // With the command line too: 0 valid, 1 invalid, 2 malformed.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("att.json");
+    std::fs::write(&f, att_entry["event"].to_string()).unwrap();
+    let run = |args: Vec<String>| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let f = f.to_str().unwrap().to_string();
+    let v = |k: &str| {
+        vec![
+            "verify".to_string(),
+            "signature".into(),
+            "--event".into(),
+            f.clone(),
+            "--public-key".into(),
+            k.to_string(),
+        ]
+    };
+    assert_eq!(run(v(&logged_key)), Some(0));
+    assert_eq!(
+        run(v(&b64.encode(other.verifying_key().as_bytes()))),
+        Some(1)
+    );
+    assert_eq!(run(v("not-a-key")), Some(2));
+    // Unsigned events from the same service are still fine.
+    let mut plain = attestation(9);
+    plain.as_object_mut().unwrap().remove("integrity");
+    assert_eq!(post_as(&s, &ci, &plain).await.0, 201);
+    s.stop().await;
+}
+
+#[test]
+fn sign_command_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ci.key");
+    let out = std::process::Command::new(BIN)
+        .args(["sign", "keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let ev = dir.path().join("ev.json");
+    std::fs::write(
+        &ev,
+        json!({
+            "event_id": "0190c0de-0000-7000-8000-000000000001",
+            "action": "attest", "actor": {"type": "service", "id": "ci"},
+            "timestamp": "2025-05-05T14:03:00Z", "subject": {"type": "run", "id": "r1"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "sign",
+            "event",
+            "--key",
+            key.to_str().unwrap(),
+            ev.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vk = modeltrail::audit::signature::parse_public_key(&public).unwrap();
+    modeltrail::audit::signature::verify(&signed, &vk).unwrap();
+}

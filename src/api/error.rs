@@ -27,6 +27,7 @@ impl IntoResponse for ApiError {
             }
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::Refused { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
             Error::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::Internal(detail) => {

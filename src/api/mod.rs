@@ -111,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{event_id}", get(event_by_id))
         .route("/v1/receipt", get(receipt))
         .route("/v1/admin/tokens", post(grant_token).get(list_tokens))
+        .route("/v1/keys", post(register_key))
+        .route("/v1/keys/{service}", get(service_keys))
         .route("/v1/admin/tokens/{token_id}", delete(revoke_token))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{index}", get(entry))
@@ -347,6 +349,7 @@ async fn append(
         event::EventError::Field { .. } => Error::bad("invalid_event", e.to_string()),
     })?;
     st.access.check_event(&caller, &prepared)?;
+    st.access.check_signature(&prepared)?;
     let event_id = prepared.event_id.to_string();
     let receipt = st.log.append(prepared).await?;
     let status = if receipt.created {
@@ -717,4 +720,53 @@ async fn revoke_token(
     let mut out = token_json(&r.record);
     out["receipt"] = receipt_value(&r.receipt, &r.event_id)?;
     Ok(Json(out).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    public_key: String,
+}
+
+/// `POST /v1/keys` (a service, for itself): register an Ed25519 public key
+/// for signed attestations; logged as a `register_key` event first.
+async fn register_key(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = st.authorize(&headers)?;
+    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_ADMIN_BODY} bytes")))?;
+    let value =
+        event::parse_strict(&bytes).map_err(|e| Error::bad("invalid_json", e.to_string()))?;
+    let req: NewKey =
+        serde_json::from_value(value).map_err(|e| Error::bad("invalid_request", e.to_string()))?;
+    let (key, receipt, event_id) = st
+        .access
+        .register_key(&st.log, &caller, &req.public_key)
+        .await?;
+    let out = serde_json::json!({
+        "service": caller.id,
+        "public_key": key.public_key,
+        "registered_at": key.registered_at,
+        "index": key.index,
+        "receipt": receipt_value(&receipt, &event_id)?,
+    });
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// `GET /v1/keys/{service}` (public): the keys a service has registered,
+/// each with the index of its `register_key` event.
+async fn service_keys(
+    State(st): State<AppState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(service) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
+    if service.is_empty() || service.len() > 256 {
+        return Err(Error::bad("bad_path", "service id must be 1..=256 bytes").into());
+    }
+    let keys = st.access.keys_of(&service)?;
+    Ok(Json(serde_json::json!({"service": service, "keys": keys})).into_response())
 }

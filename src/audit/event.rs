@@ -62,6 +62,8 @@ pub struct Prepared {
     pub action: String,
     pub actor_type: String,
     pub actor_id: String,
+    /// True if the event carries `integrity.signature`.
+    pub signed: bool,
 }
 
 /// Parse, validate and canonicalize a submitted event body.
@@ -81,6 +83,10 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     let actor = obj.get("actor");
     let actor_type = text(actor.and_then(|a| a.get("type")));
     let actor_id = text(actor.and_then(|a| a.get("id")));
+    let signed = obj
+        .get("integrity")
+        .and_then(|i| i.get("signature"))
+        .is_some();
     let canonical = serde_jcs::to_vec(&value).map_err(|e| EventError::Json(e.to_string()))?;
     if canonical.len() > MAX_ENTRY_BYTES {
         return Err(EventError::TooLarge(canonical.len()));
@@ -93,6 +99,7 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
         action,
         actor_type,
         actor_id,
+        signed,
     })
 }
 
