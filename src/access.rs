@@ -78,7 +78,7 @@ pub fn role_for_action(action: &str) -> Option<Role> {
         "promote" | "deploy" | "rollback" | "retire" => Some(Role::Deployer),
         // Recorded by the server itself, as the result of an admin call or
         // of a refused request: never accepted from a client.
-        "grant_access" | "revoke_access" | "register_key" | "deny" => None,
+        "grant_access" | "revoke_access" | "register_key" | "deny" | "archive" => None,
         // register, attest, predict, and any action of the team's own.
         _ => Some(Role::Submitter),
     }
@@ -447,10 +447,10 @@ impl Access {
                 "principal.type must be \"user\" or \"service\"",
             ));
         }
-        if p.id == ADMIN_PRINCIPAL {
+        if p.id == ADMIN_PRINCIPAL || p.id == crate::registry::SERVER_PRINCIPAL {
             return Err(Error::bad(
                 "bad_principal",
-                "the principal \"admin\" is the admin token's",
+                format!("the principal {:?} is reserved", p.id),
             ));
         }
         let mut roles = Vec::new();

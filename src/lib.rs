@@ -16,6 +16,7 @@ pub mod api;
 pub mod auditor;
 pub mod client;
 pub mod monitor;
+pub mod registry;
 pub mod server;
 pub mod tiles;
 pub mod verify;

@@ -54,6 +54,13 @@ enum Cmd {
     /// Run a witness (c2sp tlog-witness): cosign checkpoints of the given
     /// logs only if they extend the last one it cosigned.
     Witness(WitnessArgs),
+    /// Rebuild the registry's state from the log alone (server stopped) and
+    /// report whether it matches the stored one. Exit 0 identical, 1 not.
+    Reindex {
+        /// The server's data directory.
+        #[arg(long, env = "MODELTRAIL_DATA_DIR", default_value = server::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
     /// Signed attestations: make a service's Ed25519 key, sign events.
     Sign {
         #[command(subcommand)]
@@ -273,6 +280,7 @@ fn main() -> ExitCode {
         Cmd::Monitor(a) => return rt.block_on(monitor(a)),
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
+        Cmd::Reindex { data_dir } => return reindex(&data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -358,6 +366,42 @@ async fn witness(a: WitnessArgs) -> Result<(), String> {
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await.map_err(|e| e.to_string())
+}
+
+fn reindex(data_dir: &std::path::Path) -> ExitCode {
+    use modeltrail::registry::service;
+    use modeltrail::store::{RocksOptions, RocksStore};
+    let run = || -> Result<bool, String> {
+        let store = RocksStore::open(&data_dir.join("db"), &RocksOptions::default())
+            .map_err(|e| format!("{}: {e} (is the server still running?)", data_dir.display()))?;
+        let old = service::stored(&store)?;
+        let new = service::rebuild(&store)?;
+        // The stored snapshot may cover fewer entries (those after the last
+        // registry event change nothing): compare the states.
+        let same = old.as_ref().is_some_and(|o| o.state == new.state);
+        service::save(&store, &new)?;
+        println!(
+            "{}: {} model versions from {} entries",
+            if same {
+                "identical"
+            } else if old.is_none() {
+                "built"
+            } else {
+                "differed, replaced"
+            },
+            new.state.versions.len(),
+            new.indexed
+        );
+        Ok(same || old.is_none())
+    };
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn sign(what: SignCmd) -> Result<(), String> {

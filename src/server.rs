@@ -34,6 +34,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: FileLimits,
     pub witnessing: Option<FileWitnessing>,
+    /// `[registry.staging]`, `[registry.production]`: the promotion gates.
+    pub registry: Option<crate::registry::Policy>,
 }
 
 /// `[witnessing]`: the witnesses asked to cosign each new checkpoint.
@@ -99,6 +101,7 @@ pub struct ServerConfig {
     /// Witnessing, if any witnesses are configured.
     pub witnessing: Option<CollectorConfig>,
     pub witness_wait: Duration,
+    pub registry: crate::registry::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +204,7 @@ impl ServerConfig {
             block_cache_bytes: l.block_cache_mb.unwrap_or(128) << 20,
             witnessing,
             witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
+            registry: file.registry.unwrap_or_default(),
         };
         if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
             return Err(ServerError::Config("limits must be at least 1".into()));
@@ -371,9 +375,14 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
         crate::access::Access::open(log.store().clone(), &data.admin_token)
             .map_err(ServerError::Config)?,
     );
+    let registry = Arc::new(
+        crate::registry::service::Registry::open(&log, cfg.registry.clone())
+            .map_err(ServerError::Config)?,
+    );
     let mut state = AppState::new(
         log.clone(),
         access,
+        registry,
         ApiLimits {
             max_page: cfg.max_page,
             request_timeout: cfg.request_timeout,

@@ -55,12 +55,16 @@ async fn post_as(s: &TestServer, token: &str, ev: &Value) -> (u16, Value) {
 }
 
 fn ev(action: &str, kind: &str, id: &str) -> Value {
-    json!({
+    let mut e = json!({
         "action": action,
         "actor": {"type": kind, "id": id},
         "timestamp": "2025-05-05T14:03:00Z",
         "subject": {"type": "model_version", "id": "fraud:v3"},
-    })
+    });
+    if action == "promote" {
+        e["metadata"] = json!({"to_stage": "staging"});
+    }
+    e
 }
 
 async fn size(s: &TestServer) -> u64 {
@@ -228,6 +232,12 @@ async fn bad_grants_revocation_expiry_and_restart() {
     assert_eq!(status, 401);
 
     // Revocation is logged, then the token stops working.
+    assert_eq!(
+        post_as(&s, &s.token, &ev("register", "user", "admin"))
+            .await
+            .0,
+        201
+    );
     let (alice, g) = grant(&s, "user", "alice", &["approver"]).await;
     let id = g["token_id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -278,14 +288,14 @@ async fn bad_grants_revocation_expiry_and_restart() {
     assert_eq!(status, 201);
     let temp = r["token"].as_str().unwrap().to_string();
     assert_eq!(
-        post_as(&s, &temp, &ev("register", "service", "temp"))
+        post_as(&s, &temp, &ev("evaluate", "service", "temp"))
             .await
             .0,
         201
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(
-        post_as(&s, &temp, &ev("register", "service", "temp"))
+        post_as(&s, &temp, &ev("evaluate", "service", "temp"))
             .await
             .0,
         401
@@ -325,7 +335,7 @@ async fn bad_grants_revocation_expiry_and_restart() {
     s.base = format!("http://{}", running.addr);
     s.running = Some(running);
     assert_eq!(
-        post_as(&s, &ci, &ev("register", "service", "ci")).await.0,
+        post_as(&s, &ci, &ev("evaluate", "service", "ci")).await.0,
         201
     );
     assert_eq!(
@@ -400,6 +410,10 @@ async fn signed_attestations_verify_from_the_log_alone() {
         })
     };
     let signed = signature::sign(&attestation(1), &key).unwrap();
+    assert_eq!(
+        post_as(&s, &ci, &ev("register", "service", "ci")).await.0,
+        201
+    );
     let before = size(&s).await;
     // Refused, writing nothing: another key, tampered content, a signed
     // event without its own id, a signature by a user.

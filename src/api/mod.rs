@@ -12,6 +12,7 @@ use crate::audit::event;
 use crate::error::Error;
 use crate::log::{Head, Log, Receipt};
 use crate::note::parse_canonical_u64;
+use crate::registry::service::{Appended, Registry};
 use crate::tiles::{self, TileKind};
 use crate::tree::{leaf_hash, Hash};
 use axum::body::{Body, Bytes};
@@ -56,13 +57,21 @@ pub struct AppState {
     limits: ApiLimits,
     /// The checkpoint cosigned by witnesses, when witnesses are configured.
     witnessed: Option<watch::Receiver<Arc<Head>>>,
+    /// The model registry's gates and state.
+    registry: Arc<Registry>,
 }
 
 impl AppState {
-    pub fn new(log: Arc<Log>, access: Arc<Access>, limits: ApiLimits) -> Self {
+    pub fn new(
+        log: Arc<Log>,
+        access: Arc<Access>,
+        registry: Arc<Registry>,
+        limits: ApiLimits,
+    ) -> Self {
         AppState {
             log,
             access,
+            registry,
             limits,
             witnessed: None,
         }
@@ -112,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/receipt", get(receipt))
         .route("/v1/admin/tokens", post(grant_token).get(list_tokens))
         .route("/v1/keys", post(register_key))
+        .route("/v1/models/{name}/versions/{version}", get(model_version))
         .route("/v1/keys/{service}", get(service_keys))
         .route("/v1/admin/tokens/{token_id}", delete(revoke_token))
         .route("/v1/entries", get(entries))
@@ -351,7 +361,28 @@ async fn append(
     st.access.check_event(&caller, &prepared)?;
     st.access.check_signature(&prepared)?;
     let event_id = prepared.event_id.to_string();
-    let receipt = st.log.append(prepared).await?;
+    let receipt = if crate::registry::service::decides(&prepared) {
+        match st.registry.append(&st.log, &caller, prepared).await? {
+            Appended::Accepted(r) => r,
+            Appended::Denied {
+                reasons,
+                receipt,
+                event_id,
+            } => {
+                let body = serde_json::json!({
+                    "error": {
+                        "code": "denied",
+                        "message": format!("refused by the registry's rules: {}", reasons.join("; ")),
+                        "reasons": reasons,
+                    },
+                    "deny_receipt": receipt_value(&receipt, &event_id)?,
+                });
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
+            }
+        }
+    } else {
+        st.log.append(prepared).await?
+    };
     let status = if receipt.created {
         StatusCode::CREATED
     } else {
@@ -769,4 +800,23 @@ async fn service_keys(
     }
     let keys = st.access.keys_of(&service)?;
     Ok(Json(serde_json::json!({"service": service, "keys": keys})).into_response())
+}
+
+/// `GET /v1/models/{name}/versions/{version}`: the model version
+/// `name:version` as derived from the log, with the indexes of the events.
+async fn model_version(
+    State(st): State<AppState>,
+    p: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((name, version)) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
+    if name.is_empty() || version.is_empty() || name.len() + version.len() > 255 {
+        return Err(Error::bad("bad_path", "model name and version must be 1..=255 bytes").into());
+    }
+    let id = format!("{name}:{version}");
+    let (v, indexed) = st.registry.version(&id).await;
+    let v = v.ok_or_else(|| Error::NotFound(format!("no model version {id} in the log")))?;
+    let mut out = serde_json::to_value(&v).map_err(|e| Error::Internal(e.to_string()))?;
+    out["approvers"] = serde_json::json!(v.current_approvers());
+    out["tree_size"] = serde_json::json!(indexed);
+    Ok(Json(out).into_response())
 }
