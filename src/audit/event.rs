@@ -64,6 +64,8 @@ pub struct Prepared {
     pub actor_id: String,
     /// True if the event carries `integrity.signature`.
     pub signed: bool,
+    /// `(type, id, is_subject)` of the subject and every `related` link.
+    pub mentions: Vec<(String, String, bool)>,
 }
 
 /// Parse, validate and canonicalize a submitted event body.
@@ -83,6 +85,28 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     let actor = obj.get("actor");
     let actor_type = text(actor.and_then(|a| a.get("type")));
     let actor_id = text(actor.and_then(|a| a.get("id")));
+    let link = |v: &Value| -> Option<(String, String)> {
+        Some((
+            v.get("type")?.as_str()?.to_string(),
+            v.get("id")?.as_str()?.to_string(),
+        ))
+    };
+    let mut mentions = Vec::new();
+    if let Some((t, i)) = obj.get("subject").and_then(link) {
+        mentions.push((t, i, true));
+    }
+    for r in obj
+        .get("related")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some((t, i)) = link(r) {
+            if !mentions.iter().any(|(mt, mi, _)| *mt == t && *mi == i) {
+                mentions.push((t, i, false));
+            }
+        }
+    }
     let signed = obj
         .get("integrity")
         .and_then(|i| i.get("signature"))
@@ -100,6 +124,7 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
         actor_type,
         actor_id,
         signed,
+        mentions,
     })
 }
 

@@ -5,7 +5,7 @@ use super::{load_state, Committed, Head, Job, State, Submission};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::note::{Checkpoint, SignerKey};
-use crate::store::{Batch, EventId, NewEntry, Store};
+use crate::store::{mention_key, Batch, EventId, NewEntry, Role, Store};
 use crate::tree::{Hash, NodeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +86,19 @@ impl Sequencer {
                 bytes: s.prepared.canonical.clone(),
                 leaf_hash: s.prepared.leaf_hash,
                 event_id: *s.prepared.event_id.as_bytes(),
+                mentions: s
+                    .prepared
+                    .mentions
+                    .iter()
+                    .map(|(t, i, subject)| {
+                        let role = if *subject {
+                            Role::Subject
+                        } else {
+                            Role::Related
+                        };
+                        (mention_key(t, i), role)
+                    })
+                    .collect(),
             })
             .collect();
 

@@ -183,6 +183,14 @@ impl Store for GatedStore {
     fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, crate::store::StoreError> {
         self.inner.find_events(ids)
     }
+    fn mentions(
+        &self,
+        prefix: &[u8],
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, crate::store::Role)>, crate::store::StoreError> {
+        self.inner.mentions(prefix, from, limit)
+    }
     fn get_meta(&self, k: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
         self.inner.get_meta(k)
     }

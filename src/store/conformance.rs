@@ -11,6 +11,18 @@ fn entry(i: u64) -> NewEntry {
         leaf_hash: tree::leaf_hash(&bytes),
         bytes,
         event_id,
+        // Every entry mentions its parity as subject; every third also a
+        // shared id as related.
+        mentions: {
+            let mut m = vec![(
+                mention_key("parity", if i.is_multiple_of(2) { "even" } else { "odd" }),
+                Role::Subject,
+            )];
+            if i.is_multiple_of(3) {
+                m.push((mention_key("shared", "x"), Role::Related));
+            }
+            m
+        },
     }
 }
 
@@ -35,6 +47,38 @@ fn append(store: &dyn Store, edge: &mut RightEdge, n: u64) {
 
 /// Check every read against what was written.
 fn check_contents(store: &dyn Store, size: u64) {
+    // The lineage index: every mention, in log order, paged.
+    let even: Vec<u64> = (0..size).filter(|i| i % 2 == 0).collect();
+    let got = store
+        .mentions(&mention_key("parity", "even"), 0, usize::MAX)
+        .unwrap();
+    assert_eq!(got.iter().map(|m| m.0).collect::<Vec<_>>(), even);
+    assert!(got.iter().all(|m| m.1 == Role::Subject));
+    let shared: Vec<u64> = (0..size).filter(|i| i % 3 == 0).collect();
+    let mut paged = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store
+            .mentions(&mention_key("shared", "x"), from, 7)
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 7 && page.iter().all(|m| m.1 == Role::Related));
+        from = page.last().unwrap().0 + 1;
+        paged.extend(page.iter().map(|m| m.0));
+    }
+    assert_eq!(paged, shared);
+    // A prefix of another id is not that id.
+    assert!(store
+        .mentions(&mention_key("parity", "eve"), 0, 10)
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .mentions(&mention_key("shared", "x"), size, 10)
+        .unwrap()
+        .is_empty());
+
     assert_eq!(store.tree_size().unwrap(), size);
     assert_eq!(
         store.checkpoint().unwrap().unwrap(),

@@ -1,8 +1,11 @@
 //! In-memory store: the reference for the contract, and fast for tests and
 //! benches. Not durable, by design.
 
-use super::{check_contiguous, Batch, EventId, Store, StoreError};
+use super::{
+    check_contiguous, mention_full_key, mention_tail, Batch, EventId, Role, Store, StoreError,
+};
 use crate::tree::{Hash, NodeId};
+use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
@@ -13,6 +16,7 @@ struct Inner {
     nodes: Vec<Vec<Hash>>,
     leaves: HashMap<Hash, u64>,
     events: HashMap<EventId, u64>,
+    mentions: BTreeSet<Vec<u8>>,
     checkpoint: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
 }
@@ -35,6 +39,28 @@ impl MemStore {
 }
 
 impl Store for MemStore {
+    fn mentions(
+        &self,
+        prefix: &[u8],
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Role)>, StoreError> {
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        let g = self.read()?;
+        let mut out = Vec::new();
+        for k in g.mentions.range(start..) {
+            if out.len() >= limit || !k.starts_with(prefix) {
+                break;
+            }
+            out.push(
+                mention_tail(prefix, k)
+                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?,
+            );
+        }
+        Ok(out)
+    }
+
     fn tree_size(&self) -> Result<u64, StoreError> {
         Ok(self.read()?.entries.len() as u64)
     }
@@ -68,6 +94,9 @@ impl Store for MemStore {
             let index = batch.first_index + i as u64;
             g.leaves.insert(e.leaf_hash, index);
             g.events.insert(e.event_id, index);
+            for (prefix, role) in &e.mentions {
+                g.mentions.insert(mention_full_key(prefix, index, *role));
+            }
             g.entries.push(e.bytes.clone());
         }
         for (id, h) in batch.nodes {

@@ -55,6 +55,63 @@ pub struct NewEntry {
     pub bytes: Vec<u8>,
     pub leaf_hash: Hash,
     pub event_id: EventId,
+    /// What the entry mentions, for the lineage index: each a
+    /// [`mention_key`] prefix and whether it is the subject.
+    pub mentions: Vec<(Vec<u8>, Role)>,
+}
+
+/// How an entry mentions an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Subject,
+    Related,
+}
+
+impl Role {
+    fn byte(self) -> u8 {
+        match self {
+            Role::Subject => b's',
+            Role::Related => b'r',
+        }
+    }
+    fn from_byte(b: u8) -> Option<Role> {
+        match b {
+            b's' => Some(Role::Subject),
+            b'r' => Some(Role::Related),
+            _ => None,
+        }
+    }
+}
+
+/// The lineage index's key prefix for `(type, id)`: `type 0x00 id 0x00`.
+/// Types are identifiers and ids have no control characters, so the
+/// prefix is unambiguous. Full keys append the entry index (u64 BE) and
+/// the role byte, so one prefix scan lists the mentions in log order.
+pub fn mention_key(kind: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + id.len() + 2);
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k.push(0);
+    k
+}
+
+/// A full lineage key.
+fn mention_full_key(prefix: &[u8], index: u64, role: Role) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k.push(role.byte());
+    k
+}
+
+/// Split the tail (index, role) of a full lineage key with this prefix.
+fn mention_tail(prefix: &[u8], key: &[u8]) -> Option<(u64, Role)> {
+    let rest = key.strip_prefix(prefix)?;
+    if rest.len() != 9 {
+        return None;
+    }
+    let index = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    Some((index, Role::from_byte(rest[8])?))
 }
 
 /// Everything one sequencer batch writes, atomically.
@@ -93,6 +150,14 @@ pub trait Store: Send + Sync + 'static {
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
     /// The indexes of the entries with these event ids, in order.
     fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError>;
+    /// Entries that mention the [`mention_key`] `prefix`, from index `from`
+    /// on, in log order, at most `limit`.
+    fn mentions(
+        &self,
+        prefix: &[u8],
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Role)>, StoreError>;
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;

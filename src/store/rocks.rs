@@ -28,6 +28,7 @@ const CF_ENTRIES: &str = "entries";
 const CF_NODES: &str = "nodes";
 const CF_LEAF: &str = "leaf_index";
 const CF_EVENT: &str = "event_index";
+const CF_MENTIONS: &str = "mentions";
 const META_SIZE: &[u8] = b"tree_size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_PREFIX: &str = "meta/";
@@ -121,6 +122,7 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_NODES, cf_opts(false, false)),
             ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_EVENT, cf_opts(true, false)),
+            ColumnFamilyDescriptor::new(CF_MENTIONS, cf_opts(false, true)),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
         Ok(RocksStore { db })
@@ -170,11 +172,12 @@ impl Store for RocksStore {
 
     fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
         check_contiguous(self.tree_size()?, batch)?;
-        let (entries, nodes, leaf, event) = (
+        let (entries, nodes, leaf, event, mentions) = (
             self.cf(CF_ENTRIES)?,
             self.cf(CF_NODES)?,
             self.cf(CF_LEAF)?,
             self.cf(CF_EVENT)?,
+            self.cf(CF_MENTIONS)?,
         );
         let mut wb = WriteBatch::default();
         for (i, e) in batch.entries.iter().enumerate() {
@@ -182,6 +185,10 @@ impl Store for RocksStore {
             wb.put_cf(entries, index, &e.bytes);
             wb.put_cf(leaf, e.leaf_hash, index);
             wb.put_cf(event, e.event_id, index);
+            for (prefix, role) in &e.mentions {
+                let k = super::mention_full_key(prefix, batch.first_index + i as u64, *role);
+                wb.put_cf(mentions, k, []);
+            }
         }
         for (id, h) in batch.nodes {
             wb.put_cf(nodes, node_key(id), h);
@@ -281,6 +288,33 @@ impl Store for RocksStore {
             }
         }
         m
+    }
+
+    fn mentions(
+        &self,
+        prefix: &[u8],
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, super::Role)>, StoreError> {
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        let mut end = prefix.to_vec();
+        end.extend_from_slice(&[0xff; 9]);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_MENTIONS)?, ro);
+        it.seek(&start);
+        let mut out = Vec::new();
+        while it.valid() && out.len() < limit {
+            if let Some(k) = it.key() {
+                let tail = super::mention_tail(prefix, k)
+                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
+                out.push(tail);
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(out)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
