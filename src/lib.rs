@@ -19,5 +19,6 @@ pub mod monitor;
 pub mod registry;
 pub mod server;
 pub mod tiles;
+pub mod trace;
 pub mod verify;
 pub mod witness;

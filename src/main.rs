@@ -54,6 +54,21 @@ enum Cmd {
     /// Run a witness (c2sp tlog-witness): cosign checkpoints of the given
     /// logs only if they extend the last one it cosigned.
     Witness(WitnessArgs),
+    /// Trace an id back along its lineage (prediction → deployment → model
+    /// version → run → dataset…), verify every proof and print the chain.
+    Trace {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Save the verified bundle here, for `verify trace` later.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The start's type, e.g. prediction.
+        kind: String,
+        /// The start's id.
+        id: String,
+    },
     /// Rebuild the registry's state from the log alone (server stopped) and
     /// report whether it matches the stored one. Exit 0 identical, 1 not.
     Reindex {
@@ -153,6 +168,14 @@ enum VerifyCmd {
         /// A signed checkpoint saved earlier.
         #[arg(long)]
         old: PathBuf,
+    },
+    /// Verify a saved trace bundle offline: the checkpoint, every entry's
+    /// inclusion proof, and the links between them.
+    Trace {
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The bundle file.
+        bundle: PathBuf,
     },
     /// Check an event's integrity.signature against a service's public
     /// key (base64, or a file holding it), offline.
@@ -281,6 +304,13 @@ fn main() -> ExitCode {
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
         Cmd::Reindex { data_dir } => return reindex(&data_dir),
+        Cmd::Trace {
+            server,
+            trust,
+            bundle,
+            kind,
+            id,
+        } => return rt.block_on(trace(server, trust, bundle, kind, id)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -366,6 +396,59 @@ async fn witness(a: WitnessArgs) -> Result<(), String> {
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await.map_err(|e| e.to_string())
+}
+
+async fn trace(
+    server: String,
+    trust: TrustArgs,
+    bundle: Option<PathBuf>,
+    kind: String,
+    id: String,
+) -> ExitCode {
+    let run = async {
+        let p = policy(&trust)?;
+        let client = Client::new(&server, None).map_err(AuditError::Fetch)?;
+        let path = format!("/v1/trace/{}/{}", url_segment(&kind), url_segment(&id));
+        let bytes = client.get_bytes(&path).await.map_err(|e| {
+            if e.is_client_error() {
+                AuditError::from(Failure::Malformed(e.to_string()))
+            } else {
+                AuditError::Fetch(e)
+            }
+        })?;
+        let t = modeltrail::trace::verify(&p, &bytes)?;
+        print!("{}", modeltrail::trace::render(&t.bundle));
+        if let Some(f) = &bundle {
+            std::fs::write(f, &bytes)
+                .map_err(|e| Failure::Malformed(format!("{}: {e}", f.display())))?;
+        }
+        Ok::<String, AuditError>(format!(
+            "{} entries on {} nodes, each in the signed tree of size {}{}{}",
+            t.bundle.entries.len(),
+            t.bundle.nodes.len(),
+            t.tree_size,
+            witnessed(&t.witnesses),
+            if t.bundle.truncated {
+                " (truncated)"
+            } else {
+                ""
+            }
+        ))
+    };
+    finish(run.await)
+}
+
+/// Percent-encode a path segment (ids may hold any printable character).
+fn url_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn reindex(data_dir: &std::path::Path) -> ExitCode {
@@ -590,6 +673,23 @@ async fn run_verify(what: VerifyCmd) -> Result<String, AuditError> {
             Ok(format!(
                 "the tree of size {} extends the one of size {}",
                 new.checkpoint.size, old.checkpoint.size
+            ))
+        }
+        VerifyCmd::Trace { trust, bundle } => {
+            let p = policy(&trust)?;
+            let t = modeltrail::trace::verify(&p, &read_input(&bundle)?)?;
+            print!("{}", modeltrail::trace::render(&t.bundle));
+            Ok(format!(
+                "{} entries on {} nodes, each in the signed tree of size {}{}{}",
+                t.bundle.entries.len(),
+                t.bundle.nodes.len(),
+                t.tree_size,
+                witnessed(&t.witnesses),
+                if t.bundle.truncated {
+                    " (truncated)"
+                } else {
+                    ""
+                }
             ))
         }
         VerifyCmd::Signature { event, public_key } => {

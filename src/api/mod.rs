@@ -122,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/tokens", post(grant_token).get(list_tokens))
         .route("/v1/keys", post(register_key))
         .route("/v1/models/{name}/versions/{version}", get(model_version))
+        .route("/v1/search", get(search))
+        .route("/v1/trace/{kind}/{id}", get(trace))
         .route("/v1/keys/{service}", get(service_keys))
         .route("/v1/admin/tokens/{token_id}", delete(revoke_token))
         .route("/v1/entries", get(entries))
@@ -819,4 +821,104 @@ async fn model_version(
     out["approvers"] = serde_json::json!(v.current_approvers());
     out["tree_size"] = serde_json::json!(indexed);
     Ok(Json(out).into_response())
+}
+
+/// A `(type, id)` from a request: a type as in events, an id of bounded size.
+fn lineage_ref(kind: &str, id: &str) -> Result<crate::trace::Ref, ApiError> {
+    let type_ok = (1..=64).contains(&kind.len())
+        && kind.as_bytes()[0].is_ascii_lowercase()
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !type_ok {
+        return Err(Error::bad("bad_type", "type must match [a-z][a-z0-9_]{0,63}").into());
+    }
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(Error::bad(
+            "bad_id",
+            "id must be 1..=256 bytes without control characters",
+        )
+        .into());
+    }
+    Ok(crate::trace::Ref {
+        kind: kind.to_string(),
+        id: id.to_string(),
+    })
+}
+
+/// `GET /v1/search?type=T&id=I[&start=S][&limit=L]`: the entries that
+/// mention `T:I`, as subject or in `related`, in log order from index S.
+async fn search(State(st): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref(), &["type", "id", "start", "limit"])?;
+    let r = lineage_ref(
+        q.str("type")
+            .ok_or_else(|| Error::bad("bad_query", "type is required"))?,
+        q.str("id")
+            .ok_or_else(|| Error::bad("bad_query", "id is required"))?,
+    )?;
+    let start = q.u64("start")?.unwrap_or(0);
+    let limit = q.u64("limit")?.unwrap_or(100);
+    if limit == 0 || limit > st.limits.max_page {
+        return Err(Error::bad(
+            "bad_limit",
+            format!("limit must be 1..={}", st.limits.max_page),
+        )
+        .into());
+    }
+    let size = st.log.head().size;
+    let (found, next) = blocking(&st.log, move |log| {
+        let key = crate::store::mention_key(&r.kind, &r.id);
+        let page = log.store().mentions(&key, start, limit as usize + 1)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        for (i, (index, role)) in page.into_iter().enumerate() {
+            if index >= size {
+                break;
+            }
+            if i == limit as usize {
+                next = Some(index);
+                break;
+            }
+            let bytes = log.store().entry(index)?;
+            out.push((index, role, bytes));
+        }
+        Ok((out, next))
+    })
+    .await?;
+    let mut list = String::from("[");
+    for (i, (index, role, bytes)) in found.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let role = match role {
+            crate::store::Role::Subject => "subject",
+            crate::store::Role::Related => "related",
+        };
+        list.push_str(
+            &JsonObject::new()
+                .field("index", index)
+                .field("role", role)
+                .field("leaf_hash", &hex32(&leaf_hash(bytes)))
+                .raw("event", bytes)?
+                .finish(),
+        );
+    }
+    list.push(']');
+    let body = JsonObject::new()
+        .field("tree_size", &size)
+        .field("next_start", &next)
+        .raw("entries", list.as_bytes())?
+        .finish();
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `GET /v1/trace/{type}/{id}`: the lineage trace bundle (see `trace`).
+async fn trace(
+    State(st): State<AppState>,
+    p: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((kind, id)) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
+    let start = lineage_ref(&kind, &id)?;
+    let bundle = blocking(&st.log, move |log| crate::trace::build(log, start)).await?;
+    Ok(Json(bundle).into_response())
 }
