@@ -346,6 +346,16 @@ impl Running {
             c.stop().await;
         }
         self.log.shutdown().await;
+        // Connections that were open at shutdown and blocking reads still
+        // hold the log and the store for a moment; wait (bounded) until
+        // this is the last handle, so that the database is closed when
+        // `stop` returns and the same process may open it again.
+        for _ in 0..500 {
+            if Arc::strong_count(&self.log) == 1 && Arc::strong_count(self.log.store()) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         r
     }
 }

@@ -110,6 +110,8 @@ pub fn build(log: &Log, start: Ref) -> Result<Bundle, Error> {
     let mut queue: VecDeque<Ref> = VecDeque::new();
     let mut notes: Vec<String> = Vec::new();
     let mut truncated = false;
+    // Who first linked to each node, to tell a cycle from a shared ancestor.
+    let mut parent: std::collections::HashMap<Ref, Ref> = std::collections::HashMap::new();
     visited.insert(start.clone());
     queue.push_back(start.clone());
     while let Some(r) = queue.pop_front() {
@@ -194,14 +196,26 @@ pub fn build(log: &Log, start: Ref) -> Result<Bundle, Error> {
                     node.links.push(l.clone());
                 }
                 if visited.insert(l.clone()) {
+                    parent.insert(l.clone(), r.clone());
                     queue.push_back(l);
-                } else if nodes.iter().any(|n| n.kind == l.kind && n.id == l.id)
-                    || (l.kind == r.kind && l.id == r.id)
-                {
-                    notes.push(format!(
-                        "{}:{} links back to {}:{}, already in the trace (a cycle)",
-                        r.kind, r.id, l.kind, l.id
-                    ));
+                } else {
+                    // A link to this node or one it descends from: a cycle.
+                    let mut cur = Some(&r);
+                    let mut steps = 0;
+                    while let Some(c) = cur {
+                        if *c == l {
+                            notes.push(format!(
+                                "{}:{} links back to {}:{}, which it descends from (a cycle)",
+                                r.kind, r.id, l.kind, l.id
+                            ));
+                            break;
+                        }
+                        steps += 1;
+                        if steps > MAX_NODES {
+                            break;
+                        }
+                        cur = parent.get(c);
+                    }
                 }
             }
         }

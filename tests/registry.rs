@@ -303,10 +303,21 @@ async fn gates_deny_and_log_refusals_and_state_comes_from_the_log() {
     // Rebuilt from the log alone, the state is identical.
     let data = s.dir.path().join("data");
     s.stop().await;
-    let out = std::process::Command::new(BIN)
-        .args(["reindex", "--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // The stopped server's last handles close asynchronously: retry
+    // (bounded) while the database is still locked.
+    let mut tries = 0;
+    let out = loop {
+        let out = std::process::Command::new(BIN)
+            .args(["reindex", "--data-dir", data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(2) && tries < 100 {
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
+        break out;
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.starts_with("identical: 4 model versions"), "{text}");
@@ -322,7 +333,20 @@ async fn reindex_notices_a_state_that_is_not_the_logs() {
     let data = s.dir.path().join("data");
     s.stop().await;
     {
-        let store = RocksStore::open(&data.join("db"), &RocksOptions::default()).unwrap();
+        // The stopped server's last handles close asynchronously: wait
+        // (bounded) for the database lock.
+        let mut tries = 0;
+        let store = loop {
+            match RocksStore::open(&data.join("db"), &RocksOptions::default()) {
+                Ok(st) => break st,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let mut snap = service::stored(&store).unwrap().unwrap();
         snap.state.versions.get_mut("m:v1").unwrap().stage = "production".into();
         service::save(&store, &snap).unwrap();
