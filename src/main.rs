@@ -457,6 +457,15 @@ fn reindex(data_dir: &std::path::Path) -> ExitCode {
     let run = || -> Result<bool, String> {
         let store = RocksStore::open(&data_dir.join("db"), &RocksOptions::default())
             .map_err(|e| format!("{}: {e} (is the server still running?)", data_dir.display()))?;
+        let missing = service::repair_lineage(&store)?;
+        println!(
+            "lineage index: {}",
+            if missing == 0 {
+                "complete".to_string()
+            } else {
+                format!("{missing} keys were missing and have been written")
+            }
+        );
         let old = service::stored(&store)?;
         let new = service::rebuild(&store)?;
         // The stored snapshot may cover fewer entries (those after the last
@@ -475,7 +484,7 @@ fn reindex(data_dir: &std::path::Path) -> ExitCode {
             new.state.versions.len(),
             new.indexed
         );
-        Ok(same || old.is_none())
+        Ok((same || old.is_none()) && missing == 0)
     };
     match run() {
         Ok(true) => ExitCode::SUCCESS,

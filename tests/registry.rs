@@ -295,6 +295,33 @@ async fn gates_deny_and_log_refusals_and_state_comes_from_the_log() {
             "{e}"
         );
     }
+    // With proofs: each event's inclusion in the signed checkpoint.
+    let (status, vp) = s.get_json("/v1/models/fraud/versions/v1?proofs=true").await;
+    assert_eq!(status, 200);
+    let cp = trust
+        .open_checkpoint(vp["checkpoint"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let proofs = vp["proofs"].as_array().unwrap();
+    assert_eq!(proofs.len(), events.len());
+    for p in proofs {
+        let (_, e) = s.get_json(&format!("/v1/entries/{}", p["index"])).await;
+        let (_, leaf) = verify::event_leaf(e["event"].to_string().as_bytes()).unwrap();
+        assert_eq!(hex::encode(leaf), p["leaf_hash"].as_str().unwrap());
+        modeltrail::tree::verify_inclusion(
+            p["index"].as_u64().unwrap(),
+            cp.checkpoint.size,
+            &leaf,
+            &hex_list(&p["inclusion_proof"]),
+            &cp.checkpoint.root,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        s.get_json("/v1/models/fraud/versions/v1?proofs=yes")
+            .await
+            .0,
+        400
+    );
     let (_, v2) = s.get_json("/v1/models/fraud/versions/v2").await;
     assert_eq!(v2["stage"], "archived");
     assert_eq!(s.get_json("/v1/models/fraud/versions/v9").await.0, 404);
@@ -320,7 +347,8 @@ async fn gates_deny_and_log_refusals_and_state_comes_from_the_log() {
     };
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.starts_with("identical: 4 model versions"), "{text}");
+    assert!(text.starts_with("lineage index: complete\n"), "{text}");
+    assert!(text.contains("\nidentical: 4 model versions"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +391,7 @@ async fn reindex_notices_a_state_that_is_not_the_logs() {
     };
     let (code, text) = reindex();
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.starts_with("differed, replaced"), "{text}");
+    assert!(text.contains("\ndiffered, replaced"), "{text}");
     let (code, text) = reindex();
     assert_eq!(code, Some(0), "{text}");
 }

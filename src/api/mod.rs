@@ -809,7 +809,14 @@ async fn service_keys(
 async fn model_version(
     State(st): State<AppState>,
     p: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref(), &["proofs"])?;
+    let with_proofs = match q.str("proofs") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Error::bad("bad_query", "proofs must be true or false").into()),
+    };
     let Path((name, version)) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
     if name.is_empty() || version.is_empty() || name.len() + version.len() > 255 {
         return Err(Error::bad("bad_path", "model name and version must be 1..=255 bytes").into());
@@ -820,6 +827,28 @@ async fn model_version(
     let mut out = serde_json::to_value(&v).map_err(|e| Error::Internal(e.to_string()))?;
     out["approvers"] = serde_json::json!(v.current_approvers());
     out["tree_size"] = serde_json::json!(indexed);
+    if with_proofs {
+        // Every event the state came from, with its inclusion proof against
+        // the checkpoint `/checkpoint` serves (when it covers them).
+        let head = st.published();
+        let events = v.events.clone();
+        let proofs = blocking(&st.log, move |log| {
+            let mut out = Vec::new();
+            for i in events.into_iter().filter(|i| *i < head.size) {
+                let (leaf, proof) = log.leaf_and_inclusion_proof(i, head.size)?;
+                out.push(serde_json::json!({
+                    "index": i,
+                    "leaf_hash": hex32(&leaf),
+                    "inclusion_proof": proof.iter().map(hex32).collect::<Vec<_>>(),
+                }));
+            }
+            Ok((out, head))
+        })
+        .await?;
+        out["checkpoint"] = serde_json::json!(proofs.1.checkpoint);
+        out["proof_tree_size"] = serde_json::json!(proofs.1.size);
+        out["proofs"] = serde_json::Value::Array(proofs.0);
+    }
     Ok(Json(out).into_response())
 }
 

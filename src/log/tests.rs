@@ -191,6 +191,12 @@ impl Store for GatedStore {
     ) -> Result<Vec<(u64, crate::store::Role)>, crate::store::StoreError> {
         self.inner.mentions(prefix, from, limit)
     }
+    fn put_mentions(
+        &self,
+        items: &[(u64, Vec<u8>, crate::store::Role)],
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.put_mentions(items)
+    }
     fn get_meta(&self, k: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
         self.inner.get_meta(k)
     }

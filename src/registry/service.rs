@@ -253,3 +253,41 @@ pub fn version_of(bytes: &[u8]) -> Option<String> {
         .ok()
         .and_then(|v| model_version(&v))
 }
+
+/// Check the lineage index against the entries, entry by entry, and write
+/// back any key that is missing. Returns how many were missing.
+pub fn repair_lineage(store: &dyn Store) -> Result<u64, String> {
+    use crate::store::{mention_key, Role};
+    let size = store.tree_size().map_err(|e| e.to_string())?;
+    let mut missing = 0u64;
+    let mut from = 0u64;
+    while from < size {
+        let end = (from + PAGE).min(size);
+        let entries = store.entries(from, end).map_err(|e| e.to_string())?;
+        let mut fix = Vec::new();
+        for (i, bytes) in entries.iter().enumerate() {
+            let index = from + i as u64;
+            let p = event::prepare(bytes).map_err(|e| format!("entry {index}: {e}"))?;
+            for (t, id, subject) in &p.mentions {
+                let prefix = mention_key(t, id);
+                let role = if *subject {
+                    Role::Subject
+                } else {
+                    Role::Related
+                };
+                let found = store
+                    .mentions(&prefix, index, 1)
+                    .map_err(|e| e.to_string())?;
+                if found.first() != Some(&(index, role)) {
+                    fix.push((index, prefix, role));
+                }
+            }
+        }
+        missing += fix.len() as u64;
+        if !fix.is_empty() {
+            store.put_mentions(&fix).map_err(|e| e.to_string())?;
+        }
+        from = end;
+    }
+    Ok(missing)
+}

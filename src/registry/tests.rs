@@ -187,3 +187,57 @@ fn gates_approvals_attestations_and_production() {
     }
     assert_eq!(again, st);
 }
+
+#[test]
+fn reindex_repairs_a_lineage_index_that_lost_keys() {
+    use crate::audit::event::prepare;
+    use crate::store::{mention_key, Batch, MemStore, NewEntry, Role, Store};
+    let store = MemStore::new();
+    // Entries committed without their lineage keys, as an old or damaged
+    // index would have them.
+    let evs: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let e = json!({
+                "action": "predict", "actor": {"type": "service", "id": "s"},
+                "timestamp": "2025-05-05T14:03:00Z",
+                "subject": {"type": "prediction", "id": format!("p{i}")},
+                "related": [{"type": "deployment", "id": "d"}]
+            });
+            prepare(e.to_string().as_bytes()).unwrap().canonical
+        })
+        .collect();
+    let entries: Vec<NewEntry> = evs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| NewEntry {
+            bytes: b.clone(),
+            leaf_hash: crate::tree::leaf_hash(b),
+            event_id: [i as u8 + 1; 16],
+            mentions: Vec::new(),
+        })
+        .collect();
+    store
+        .commit(&Batch {
+            first_index: 0,
+            entries: &entries,
+            nodes: &[],
+            checkpoint: b"cp",
+        })
+        .unwrap();
+    assert!(store
+        .mentions(&mention_key("deployment", "d"), 0, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(service::repair_lineage(&store).unwrap(), 10);
+    let d = store
+        .mentions(&mention_key("deployment", "d"), 0, 10)
+        .unwrap();
+    assert_eq!(d, (0..5).map(|i| (i, Role::Related)).collect::<Vec<_>>());
+    assert_eq!(
+        store
+            .mentions(&mention_key("prediction", "p3"), 0, 10)
+            .unwrap(),
+        vec![(3, Role::Subject)]
+    );
+    assert_eq!(service::repair_lineage(&store).unwrap(), 0);
+}

@@ -61,6 +61,17 @@ impl Store for MemStore {
         Ok(out)
     }
 
+    fn put_mentions(&self, items: &[(u64, Vec<u8>, Role)]) -> Result<(), StoreError> {
+        let mut g = self
+            .inner
+            .write()
+            .map_err(|_| StoreError::Engine("lock poisoned".into()))?;
+        for (index, prefix, role) in items {
+            g.mentions.insert(mention_full_key(prefix, *index, *role));
+        }
+        Ok(())
+    }
+
     fn tree_size(&self) -> Result<u64, StoreError> {
         Ok(self.read()?.entries.len() as u64)
     }

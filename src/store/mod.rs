@@ -159,6 +159,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(u64, Role)>, StoreError>;
 
+    /// Write lineage keys for committed entries again (idempotent): how
+    /// `reindex` repairs the lineage index from the entries alone.
+    fn put_mentions(&self, items: &[(u64, Vec<u8>, Role)]) -> Result<(), StoreError>;
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
 

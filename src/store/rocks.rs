@@ -317,6 +317,17 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn put_mentions(&self, items: &[(u64, Vec<u8>, super::Role)]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_MENTIONS)?;
+        let mut wb = WriteBatch::default();
+        for (index, prefix, role) in items {
+            wb.put_cf(cf, super::mention_full_key(prefix, *index, *role), []);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(engine)
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(format!("{META_PREFIX}{key}")).map_err(engine)
     }
