@@ -211,17 +211,6 @@ fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-}
-
 fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
     if s.len() > 64 {
         return None;
@@ -395,7 +384,7 @@ impl Access {
                 format!("at most {MAX_KEYS_PER_SERVICE} keys per service"),
             ));
         }
-        let registered_at = now_rfc3339();
+        let registered_at = event::now_rfc3339();
         let ev = serde_json::json!({
             "action": "register_key",
             "actor": caller.actor_json(),
@@ -491,7 +480,7 @@ impl Access {
         let secret = hex::encode(raw);
         let token_id = uuid::Uuid::now_v7().to_string();
         let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        let created_at = now_rfc3339();
+        let created_at = event::now_rfc3339();
         let mut metadata = serde_json::json!({
             "token_id": token_id,
             "roles": role_names,
@@ -555,7 +544,7 @@ impl Access {
                 format!("token {token_id} is already revoked"),
             ));
         }
-        let revoked_at = now_rfc3339();
+        let revoked_at = event::now_rfc3339();
         let ev = serde_json::json!({
             "action": "revoke_access",
             "actor": caller.actor_json(),

@@ -422,20 +422,25 @@ async fn trace(
             std::fs::write(f, &bytes)
                 .map_err(|e| Failure::Malformed(format!("{}: {e}", f.display())))?;
         }
-        Ok::<String, AuditError>(format!(
-            "{} entries on {} nodes, each in the signed tree of size {}{}{}",
-            t.bundle.entries.len(),
-            t.bundle.nodes.len(),
-            t.tree_size,
-            witnessed(&t.witnesses),
-            if t.bundle.truncated {
-                " (truncated)"
-            } else {
-                ""
-            }
-        ))
+        Ok::<String, AuditError>(trace_summary(&t))
     };
     finish(run.await)
+}
+
+/// The one-line result of a verified trace.
+fn trace_summary(t: &modeltrail::trace::TraceCheck) -> String {
+    format!(
+        "{} entries on {} nodes, each in the signed tree of size {}{}{}",
+        t.bundle.entries.len(),
+        t.bundle.nodes.len(),
+        t.tree_size,
+        witnessed(&t.witnesses),
+        if t.bundle.truncated {
+            " (truncated)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Percent-encode a path segment (ids may hold any printable character).
@@ -688,18 +693,7 @@ async fn run_verify(what: VerifyCmd) -> Result<String, AuditError> {
             let p = policy(&trust)?;
             let t = modeltrail::trace::verify(&p, &read_input(&bundle)?)?;
             print!("{}", modeltrail::trace::render(&t.bundle));
-            Ok(format!(
-                "{} entries on {} nodes, each in the signed tree of size {}{}{}",
-                t.bundle.entries.len(),
-                t.bundle.nodes.len(),
-                t.tree_size,
-                witnessed(&t.witnesses),
-                if t.bundle.truncated {
-                    " (truncated)"
-                } else {
-                    ""
-                }
-            ))
+            Ok(trace_summary(&t))
         }
         VerifyCmd::Signature { event, public_key } => {
             use modeltrail::audit::signature::{self, SignatureError};

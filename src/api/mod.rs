@@ -700,6 +700,17 @@ fn receipt_value(r: &Receipt, event_id: &str) -> Result<serde_json::Value, Error
 /// Largest body of an admin request.
 const MAX_ADMIN_BODY: usize = 16 * 1024;
 
+/// A small JSON request body: bounded, strict JSON (UTF-8, no duplicate
+/// keys), then the expected shape with no unknown fields.
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_ADMIN_BODY} bytes")))?;
+    let value =
+        event::parse_strict(&bytes).map_err(|e| Error::bad("invalid_json", e.to_string()))?;
+    Ok(serde_json::from_value(value).map_err(|e| Error::bad("invalid_request", e.to_string()))?)
+}
+
 /// `POST /v1/admin/tokens` (admin): make a token for a principal with
 /// roles. The secret is in this answer only; the grant is logged first.
 async fn grant_token(
@@ -708,14 +719,7 @@ async fn grant_token(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = st.authorize(&headers)?;
-    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
-        .await
-        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_ADMIN_BODY} bytes")))?;
-    // Strict JSON first (duplicate keys, UTF-8), then the shape.
-    let value =
-        event::parse_strict(&bytes).map_err(|e| Error::bad("invalid_json", e.to_string()))?;
-    let req: NewToken =
-        serde_json::from_value(value).map_err(|e| Error::bad("invalid_request", e.to_string()))?;
+    let req: NewToken = read_json(body).await?;
     let g = st.access.grant(&st.log, &caller, req).await?;
     let mut out = token_json(&g.record);
     out["token"] = serde_json::Value::String(g.secret);
@@ -769,13 +773,7 @@ async fn register_key(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = st.authorize(&headers)?;
-    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
-        .await
-        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_ADMIN_BODY} bytes")))?;
-    let value =
-        event::parse_strict(&bytes).map_err(|e| Error::bad("invalid_json", e.to_string()))?;
-    let req: NewKey =
-        serde_json::from_value(value).map_err(|e| Error::bad("invalid_request", e.to_string()))?;
+    let req: NewKey = read_json(body).await?;
     let (key, receipt, event_id) = st
         .access
         .register_key(&st.log, &caller, &req.public_key)

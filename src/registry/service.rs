@@ -92,17 +92,6 @@ pub fn save(store: &dyn Store, snap: &Snapshot) -> Result<(), String> {
     store.put_meta(META_KEY, &bytes).map_err(|e| e.to_string())
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-}
-
 impl Registry {
     /// Load the snapshot and fold in the entries after it.
     pub fn open(log: &Log, policy: Policy) -> Result<Self, String> {
@@ -170,7 +159,7 @@ impl Registry {
                 let mut deny = serde_json::json!({
                     "action": "deny",
                     "actor": {"type": "service", "id": SERVER_PRINCIPAL},
-                    "timestamp": now_rfc3339(),
+                    "timestamp": event::now_rfc3339(),
                     "subject": value.get("subject").cloned().unwrap_or(Value::Null),
                     "metadata": {
                         "attempted_action": prepared.action,
@@ -192,7 +181,9 @@ impl Registry {
             Ok(()) => {
                 let receipt = log.append(prepared).await?;
                 if receipt.created {
-                    let follow = g.state.follow_ups(&value, &now_rfc3339(), receipt.index);
+                    let follow = g
+                        .state
+                        .follow_ups(&value, &event::now_rfc3339(), receipt.index);
                     g.state.apply(receipt.index, &value);
                     g.indexed = g.indexed.max(receipt.index + 1);
                     for f in follow {
