@@ -419,6 +419,14 @@ impl State {
                 index,
             });
             if stage == "production" {
+                // Only one version is in production: the one it replaces
+                // leaves it now, whether or not the server's `archive`
+                // event for it (appended right after) made it to the log.
+                if let Some(old) = self.production.take().filter(|o| *o != id) {
+                    if let Some(ov) = self.versions.get_mut(&old) {
+                        ov.stage = "archived".into();
+                    }
+                }
                 self.production = Some(id);
             } else if self.production.as_deref() == Some(id.as_str()) {
                 self.production = None;

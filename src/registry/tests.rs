@@ -241,3 +241,23 @@ fn reindex_repairs_a_lineage_index_that_lost_keys() {
     );
     assert_eq!(service::repair_lineage(&store).unwrap(), 0);
 }
+
+#[test]
+fn a_lost_archive_event_still_leaves_one_version_in_production() {
+    // A crash between a promotion and the server's archive event: the fold
+    // of what reached the log still has exactly one production version.
+    let mut st = State::default();
+    let p = json!({"to_stage": "production"});
+    st.apply(0, &ev("register", "ci", "m:v1", json!({})));
+    st.apply(1, &ev("promote", "ops", "m:v1", p.clone()));
+    st.apply(2, &ev("register", "ci", "m:v2", json!({})));
+    st.apply(3, &ev("promote", "ops", "m:v2", p));
+    assert_eq!(st.production.as_deref(), Some("m:v2"));
+    assert_eq!(st.version("m:v1").unwrap().stage, "archived");
+    assert_eq!(st.version("m:v2").unwrap().stage, "production");
+    // And m:v1 can come back by rollback.
+    assert_eq!(
+        st.check(&ev("rollback", "ops", "m:v1", json!({})), &policy()),
+        Ok(())
+    );
+}
