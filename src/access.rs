@@ -442,24 +442,7 @@ impl Access {
                 format!("the principal {:?} is reserved", p.id),
             ));
         }
-        let mut roles = Vec::new();
-        for r in &req.roles {
-            let role = Role::parse(r).ok_or_else(|| {
-                Error::bad(
-                    "bad_role",
-                    format!(
-                        "unknown role {r:?}: use submitter, approver, deployer, auditor or admin"
-                    ),
-                )
-            })?;
-            if !roles.contains(&role) {
-                roles.push(role);
-            }
-        }
-        if roles.is_empty() {
-            return Err(Error::bad("bad_role", "give at least one role"));
-        }
-        roles.sort();
+        let roles = parse_roles(&req.roles)?;
         if let Some(e) = &req.expires_at {
             let t = parse_time(e).ok_or_else(|| {
                 Error::bad("bad_time", "expires_at must be an RFC 3339 date-time")
@@ -517,6 +500,64 @@ impl Access {
         })
     }
 
+    /// Change a live token's roles: append a `grant_access` event with the
+    /// new roles (and the previous ones), then apply it.
+    pub async fn set_roles(
+        &self,
+        log: &Log,
+        caller: &Caller,
+        token_id: &str,
+        roles: &[String],
+    ) -> Result<(TokenRecord, Receipt, String), Error> {
+        caller.require(Role::Admin)?;
+        let roles = parse_roles(roles)?;
+        let _w = self.writer.lock().await;
+        let record = self.find(token_id)?;
+        if record.revoked_at.is_some() {
+            return Err(Error::bad(
+                "already_revoked",
+                format!("token {token_id} is revoked"),
+            ));
+        }
+        if record.roles == roles {
+            return Err(Error::bad("no_change", "the token already has these roles"));
+        }
+        let ev = serde_json::json!({
+            "action": "grant_access",
+            "actor": caller.actor_json(),
+            "timestamp": event::now_rfc3339(),
+            "subject": {"type": record.principal.kind, "id": record.principal.id},
+            "metadata": {
+                "token_id": token_id,
+                "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "previous_roles": record.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            },
+        });
+        let (receipt, event_id) = append(log, &ev).await?;
+        let mut out = record;
+        out.roles = roles;
+        let updated = out.clone();
+        self.update(move |list| {
+            if let Some(t) = list.iter_mut().find(|t| t.token_id == updated.token_id) {
+                *t = updated;
+            }
+        })?;
+        Ok((out, receipt, event_id))
+    }
+
+    fn find(&self, token_id: &str) -> Result<TokenRecord, Error> {
+        let tokens = self
+            .tokens
+            .read()
+            .map_err(|_| Error::Internal("token lock poisoned".into()))?;
+        tokens
+            .list
+            .iter()
+            .find(|t| t.token_id == token_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("no token {token_id}")))
+    }
+
     /// Revoke a token: append the `revoke_access` event, then mark it.
     pub async fn revoke(
         &self,
@@ -526,18 +567,7 @@ impl Access {
     ) -> Result<Revoked, Error> {
         caller.require(Role::Admin)?;
         let _w = self.writer.lock().await;
-        let record = {
-            let tokens = self
-                .tokens
-                .read()
-                .map_err(|_| Error::Internal("token lock poisoned".into()))?;
-            tokens
-                .list
-                .iter()
-                .find(|t| t.token_id == token_id)
-                .cloned()
-                .ok_or_else(|| Error::NotFound(format!("no token {token_id}")))?
-        };
+        let record = self.find(token_id)?;
         if record.revoked_at.is_some() {
             return Err(Error::bad(
                 "already_revoked",
@@ -596,6 +626,27 @@ impl Access {
             .map_err(|_| Error::Internal("token lock poisoned".into()))? = next;
         Ok(())
     }
+}
+
+/// Known roles, each once, sorted; at least one.
+fn parse_roles(names: &[String]) -> Result<Vec<Role>, Error> {
+    let mut roles = Vec::new();
+    for r in names {
+        let role = Role::parse(r).ok_or_else(|| {
+            Error::bad(
+                "bad_role",
+                format!("unknown role {r:?}: use submitter, approver, deployer, auditor or admin"),
+            )
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err(Error::bad("bad_role", "give at least one role"));
+    }
+    roles.sort();
+    Ok(roles)
 }
 
 async fn append(log: &Log, ev: &serde_json::Value) -> Result<(Receipt, String), Error> {

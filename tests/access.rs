@@ -231,13 +231,62 @@ async fn bad_grants_revocation_expiry_and_restart() {
     .await;
     assert_eq!(status, 401);
 
-    // Revocation is logged, then the token stops working.
     assert_eq!(
         post_as(&s, &s.token, &ev("register", "user", "admin"))
             .await
             .0,
         201
     );
+    // A role change is logged, then applies.
+    let (dana, g) = grant(&s, "user", "dana", &["submitter"]).await;
+    let dana_path = format!("/v1/admin/tokens/{}", g["token_id"].as_str().unwrap());
+    assert_eq!(
+        post_as(&s, &dana, &ev("reject", "user", "dana")).await.0,
+        403
+    );
+    let (status, r) = admin_call(
+        &s,
+        reqwest::Method::PATCH,
+        &dana_path,
+        &s.token,
+        Some(json!({"roles": ["approver", "submitter"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["receipt"]["event"]["action"], "grant_access");
+    assert_eq!(
+        r["receipt"]["event"]["metadata"]["roles"],
+        json!(["submitter", "approver"])
+    );
+    assert_eq!(
+        r["receipt"]["event"]["metadata"]["previous_roles"],
+        json!(["submitter"])
+    );
+    for (body, want) in [
+        (json!({"roles": ["approver", "submitter"]}), 400),
+        (json!({"roles": ["root"]}), 400),
+        (json!({"roles": []}), 400),
+        (json!({"role": ["approver"]}), 400),
+    ] {
+        let (status, _) =
+            admin_call(&s, reqwest::Method::PATCH, &dana_path, &s.token, Some(body)).await;
+        assert_eq!(status, want);
+    }
+    let (status, _) = admin_call(
+        &s,
+        reqwest::Method::PATCH,
+        &dana_path,
+        &dana,
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Now dana may reject (the version was registered above).
+    let reject = json!({"action": "reject", "actor": {"type": "user", "id": "dana"},
+        "timestamp": "2025-05-05T14:03:00Z", "subject": {"type": "model_version", "id": "fraud:v3"}});
+    assert_eq!(post_as(&s, &dana, &reject).await.0, 201);
+
+    // Revocation is logged, then the token stops working.
     let (alice, g) = grant(&s, "user", "alice", &["approver"]).await;
     let id = g["token_id"].as_str().unwrap().to_string();
     assert_eq!(

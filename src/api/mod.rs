@@ -125,7 +125,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/search", get(search))
         .route("/v1/trace/{kind}/{id}", get(trace))
         .route("/v1/keys/{service}", get(service_keys))
-        .route("/v1/admin/tokens/{token_id}", delete(revoke_token))
+        .route(
+            "/v1/admin/tokens/{token_id}",
+            delete(revoke_token).patch(change_roles),
+        )
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{index}", get(entry))
         .route("/v1/proof/inclusion", get(inclusion))
@@ -734,13 +737,35 @@ async fn list_tokens(State(st): State<AppState>, headers: HeaderMap) -> Result<R
     Ok(Json(serde_json::json!({ "tokens": list })).into_response())
 }
 
-/// `DELETE /v1/admin/tokens/{token_id}` (admin): revoke; logged first.
-async fn revoke_token(
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoles {
+    roles: Vec<String>,
+}
+
+/// `PATCH /v1/admin/tokens/{token_id}` (admin): `{"roles": [...]}`
+/// replaces a live token's roles; logged first as `grant_access`.
+async fn change_roles(
     State(st): State<AppState>,
     headers: HeaderMap,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let caller = st.authorize(&headers)?;
+    let id = token_id_path(p)?;
+    let req: NewRoles = read_json(body).await?;
+    let (record, receipt, event_id) = st
+        .access
+        .set_roles(&st.log, &caller, &id, &req.roles)
+        .await?;
+    let mut out = token_json(&record);
+    out["receipt"] = receipt_value(&receipt, &event_id)?;
+    Ok(Json(out).into_response())
+}
+
+fn token_id_path(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
     let Path(id) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
     if uuid::Uuid::try_parse(&id)
         .ok()
@@ -753,6 +778,17 @@ async fn revoke_token(
         )
         .into());
     }
+    Ok(id)
+}
+
+/// `DELETE /v1/admin/tokens/{token_id}` (admin): revoke; logged first.
+async fn revoke_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let caller = st.authorize(&headers)?;
+    let id = token_id_path(p)?;
     let r = st.access.revoke(&st.log, &caller, &id).await?;
     let mut out = token_json(&r.record);
     out["receipt"] = receipt_value(&r.receipt, &r.event_id)?;
