@@ -75,10 +75,7 @@ pub struct Bundle {
 }
 
 fn link(v: &Value) -> Option<Ref> {
-    Some(Ref {
-        kind: v.get("type")?.as_str()?.to_string(),
-        id: v.get("id")?.as_str()?.to_string(),
-    })
+    event::link(v).map(|(kind, id)| Ref { kind, id })
 }
 
 fn related(ev: &Value) -> Vec<Ref> {
@@ -245,13 +242,6 @@ pub struct TraceCheck {
     pub witnesses: Vec<String>,
 }
 
-fn hash_hex(s: &str) -> Option<Hash> {
-    if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    hex::decode(s).ok()?.try_into().ok()
-}
-
 /// Verify a bundle offline: the checkpoint under the policy, every entry's
 /// leaf (recomputed from the event) and inclusion proof, and that the nodes
 /// and links are exactly what the entries say.
@@ -281,17 +271,8 @@ pub fn verify(policy: &Policy, bundle: &[u8]) -> Result<TraceCheck, Failure> {
         let canonical = event::canonicalize(&value)
             .map_err(|err| Failure::Malformed(format!("entry {}: {err}", e.index)))?;
         let leaf = tree::leaf_hash(&canonical);
-        let proof: Vec<Hash> = e
-            .inclusion_proof
-            .iter()
-            .map(|h| hash_hex(h))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                Failure::Malformed(format!(
-                    "entry {}: proof hashes must be 64 hex digits",
-                    e.index
-                ))
-            })?;
+        let proof: Vec<Hash> = crate::verify::parse_hex_hashes(&e.inclusion_proof)
+            .map_err(|err| Failure::Malformed(format!("entry {}: {err}", e.index)))?;
         tree::verify_inclusion(e.index, size, &leaf, &proof, &cp.checkpoint.root)
             .map_err(|err| Failure::Invalid(format!("entry {}: {err}", e.index)))?;
         if by_index.insert(e.index, &e.event).is_some() {

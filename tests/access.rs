@@ -27,33 +27,6 @@ async fn admin_call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn grant(s: &TestServer, kind: &str, id: &str, roles: &[&str]) -> (String, Value) {
-    let (status, r) = admin_call(
-        s,
-        reqwest::Method::POST,
-        "/v1/admin/tokens",
-        &s.token,
-        Some(json!({"principal": {"type": kind, "id": id}, "roles": roles})),
-    )
-    .await;
-    assert_eq!(status, 201, "{r}");
-    (r["token"].as_str().unwrap().to_string(), r)
-}
-
-async fn post_as(s: &TestServer, token: &str, ev: &Value) -> (u16, Value) {
-    let r = s
-        .http
-        .post(s.url("/v1/events"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(ev.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn ev(action: &str, kind: &str, id: &str) -> Value {
     let mut e = json!({
         "action": action,

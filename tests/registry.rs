@@ -13,35 +13,6 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_modeltrail");
 
-async fn grant(s: &TestServer, kind: &str, id: &str, roles: &[&str]) -> String {
-    let r = s
-        .http
-        .post(s.url("/v1/admin/tokens"))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/json")
-        .body(json!({"principal": {"type": kind, "id": id}, "roles": roles}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let v: Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_string()
-}
-
-async fn post_as(s: &TestServer, token: &str, ev: &Value) -> (u16, Value) {
-    let r = s
-        .http
-        .post(s.url("/v1/events"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(ev.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn ev(action: &str, who: (&str, &str), version: &str, metadata: Value) -> Value {
     json!({
         "action": action,
@@ -71,10 +42,10 @@ fn policy() -> Policy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gates_deny_and_log_refusals_and_state_comes_from_the_log() {
     let mut s = start_with(|c| c.registry = policy()).await;
-    let ci = grant(&s, "service", "ci", &["submitter"]).await;
-    let alice = grant(&s, "user", "alice", &["approver"]).await;
-    let bob = grant(&s, "user", "bob", &["approver"]).await;
-    let ops = grant(&s, "user", "ops", &["deployer"]).await;
+    let ci = grant(&s, "service", "ci", &["submitter"]).await.0;
+    let alice = grant(&s, "user", "alice", &["approver"]).await.0;
+    let bob = grant(&s, "user", "bob", &["approver"]).await.0;
+    let ops = grant(&s, "user", "ops", &["deployer"]).await.0;
     let (c, a, b, o) = (
         ("service", "ci"),
         ("user", "alice"),

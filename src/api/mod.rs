@@ -431,17 +431,7 @@ async fn append(
 async fn receipt(State(st): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref(), &["index", "event_id"])?;
     let by_id = match q.str("event_id") {
-        Some(s) => Some(
-            uuid::Uuid::try_parse(s)
-                .ok()
-                .filter(|u| u.hyphenated().to_string() == s)
-                .ok_or_else(|| {
-                    Error::bad(
-                        "bad_event_id",
-                        "event_id must be a lowercase hyphenated UUID",
-                    )
-                })?,
-        ),
+        Some(s) => Some(parse_uuid(s, "bad_event_id", "event_id")?),
         None => None,
     };
     let index = q.u64("index")?;
@@ -549,15 +539,7 @@ async fn event_by_id(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(s) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
-    let id = uuid::Uuid::try_parse(&s)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == s)
-        .ok_or_else(|| {
-            Error::bad(
-                "bad_event_id",
-                "event_id must be a lowercase hyphenated UUID",
-            )
-        })?;
+    let id = parse_uuid(&s, "bad_event_id", "event_id")?;
     let (index, bytes) = blocking(&st.log, move |log| {
         let index = log
             .find_event(id.as_bytes())?
@@ -767,18 +749,18 @@ fn token_id_path(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ApiError> {
     let Path(id) = p.map_err(|e| Error::bad("bad_path", e.body_text()))?;
-    if uuid::Uuid::try_parse(&id)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == id)
-        .is_none()
-    {
-        return Err(Error::bad(
-            "bad_token_id",
-            "token_id must be a lowercase hyphenated UUID",
-        )
-        .into());
-    }
+    parse_uuid(&id, "bad_token_id", "token_id")?;
     Ok(id)
+}
+
+/// A UUID in its one canonical text form: lowercase, hyphenated.
+fn parse_uuid(s: &str, code: &'static str, name: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::try_parse(s)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == s)
+        .ok_or_else(|| {
+            Error::bad(code, format!("{name} must be a lowercase hyphenated UUID")).into()
+        })
 }
 
 /// `DELETE /v1/admin/tokens/{token_id}` (admin): revoke; logged first.
@@ -888,21 +870,7 @@ async fn model_version(
 
 /// A `(type, id)` from a request: a type as in events, an id of bounded size.
 fn lineage_ref(kind: &str, id: &str) -> Result<crate::trace::Ref, ApiError> {
-    let type_ok = (1..=64).contains(&kind.len())
-        && kind.as_bytes()[0].is_ascii_lowercase()
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !type_ok {
-        return Err(Error::bad("bad_type", "type must match [a-z][a-z0-9_]{0,63}").into());
-    }
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-        return Err(Error::bad(
-            "bad_id",
-            "id must be 1..=256 bytes without control characters",
-        )
-        .into());
-    }
+    event::check_lineage_ref(kind, id).map_err(|e| Error::bad("bad_ref", e.to_string()))?;
     Ok(crate::trace::Ref {
         kind: kind.to_string(),
         id: id.to_string(),

@@ -85,12 +85,6 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     let actor = obj.get("actor");
     let actor_type = text(actor.and_then(|a| a.get("type")));
     let actor_id = text(actor.and_then(|a| a.get("id")));
-    let link = |v: &Value| -> Option<(String, String)> {
-        Some((
-            v.get("type")?.as_str()?.to_string(),
-            v.get("id")?.as_str()?.to_string(),
-        ))
-    };
     let mut mentions = Vec::new();
     if let Some((t, i)) = obj.get("subject").and_then(link) {
         mentions.push((t, i, true));
@@ -379,6 +373,22 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 #[cfg(test)]
 mod tests;
+
+/// A `{type, id}` reference (a subject or a related link) as strings.
+pub fn link(v: &Value) -> Option<(String, String)> {
+    Some((
+        v.get("type")?.as_str()?.to_string(),
+        v.get("id")?.as_str()?.to_string(),
+    ))
+}
+
+/// Check a lineage reference given outside an event (a search or trace
+/// request) with the same rules as in an event: an identifier type and a
+/// bounded id without control characters.
+pub fn check_lineage_ref(kind: &str, id: &str) -> Result<(), EventError> {
+    check_ident("type", kind)?;
+    check_id("id", Some(&Value::String(id.to_string())))
+}
 
 /// The current time as RFC 3339 UTC, whole seconds: the timestamp of the
 /// events the server records itself.

@@ -109,3 +109,35 @@ pub fn hex32(v: &Value) -> [u8; 32] {
 pub fn hex_list(v: &Value) -> Vec<[u8; 32]> {
     v.as_array().unwrap().iter().map(hex32).collect()
 }
+
+/// Append `ev` with another caller's token.
+pub async fn post_as(s: &TestServer, token: &str, ev: &Value) -> (u16, Value) {
+    let r = s
+        .http
+        .post(s.url("/v1/events"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(ev.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Make a token with the admin token: its secret and the whole answer.
+pub async fn grant(s: &TestServer, kind: &str, id: &str, roles: &[&str]) -> (String, Value) {
+    let r = s
+        .http
+        .post(s.url("/v1/admin/tokens"))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body(json!({"principal": {"type": kind, "id": id}, "roles": roles}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "{v}");
+    (v["token"].as_str().unwrap().to_string(), v)
+}
