@@ -1,7 +1,7 @@
 //! Many kill/restart cycles of the durability check (the test suite runs a
 //! few): `cargo bench --bench crash_cycles -- [--cycles 50] [--clients 32]`.
 
-#[path = "../tests/common/crash.rs"]
+#[path = "../tests/it/common/crash.rs"]
 mod crash;
 
 fn main() {

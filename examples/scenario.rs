@@ -393,7 +393,7 @@ pub async fn run(base: &str, admin: &str, vkey: &VerifierKey) -> Result<String, 
         .bytes()
         .await
         .map_err(|e| e.to_string())?;
-    let checked = modeltrail::trace::verify(&Policy::log_only(vkey.clone()), &bytes)
+    let checked = modeltrail::trace::check(&Policy::log_only(vkey.clone()), &bytes)
         .map_err(|e| e.to_string())?;
     let tree = modeltrail::trace::render(&checked.bundle);
     print!("{tree}");

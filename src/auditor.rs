@@ -8,7 +8,7 @@ use crate::note::Checkpoint;
 use crate::tiles::{TileKind, TilePath, TILE_WIDTH};
 use crate::tree::{leaf_hash, Hash, NodeId, RightEdge};
 use crate::verify::{self, Failure, Policy, Verified};
-use serde::Deserialize;
+use crate::wire;
 
 /// What went wrong: the server could not be reached, or what it sent did
 /// not verify or could not be read.
@@ -39,13 +39,6 @@ pub async fn checkpoint(client: &Client, policy: &Policy) -> Result<Verified, Au
     Ok(policy.open_checkpoint(&signed)?)
 }
 
-#[derive(Deserialize)]
-struct ProofJson {
-    index: Option<u64>,
-    leaf_hash: Option<String>,
-    proof: Vec<String>,
-}
-
 /// Prove that the entry at `index` (or with `leaf`) is in the current
 /// verified checkpoint. Returns the checkpoint, the index and the leaf hash.
 pub async fn inclusion(
@@ -61,13 +54,11 @@ pub async fn inclusion(
         (None, Some(h)) => format!("leaf_hash={}", hex::encode(h)),
         _ => return Err(Failure::Malformed("give an index or an event, not both".into()).into()),
     };
-    let p: ProofJson = client
+    let p: wire::InclusionProof = client
         .get_json(&format!("/v1/proof/inclusion?{query}&tree_size={size}"))
         .await?;
-    let index = p
-        .index
-        .ok_or_else(|| Failure::Malformed("proof has no index".into()))?;
-    let served = verify::parse_hex_hashes(&[p.leaf_hash.unwrap_or_default()])?[0];
+    let index = p.index;
+    let served = p.leaf_hash.0;
     let leaf = match leaf {
         Some(l) if l != served => {
             return Err(Failure::Invalid("the server answered for another leaf".into()).into())
@@ -75,8 +66,8 @@ pub async fn inclusion(
         Some(l) => l,
         // By index: the leaf hash comes from the entry itself, recomputed.
         None => {
-            let e: serde_json::Value = client.get_json(&format!("/v1/entries/{index}")).await?;
-            let (_, l) = verify::event_leaf(e["event"].to_string().as_bytes())?;
+            let e: wire::Entry = client.get_json(&format!("/v1/entries/{index}")).await?;
+            let (_, l) = verify::event_leaf(e.event.get().as_bytes())?;
             if l != served {
                 return Err(Failure::Invalid(format!(
                     "entry {index} does not hash to the leaf the proof is for"
@@ -86,18 +77,8 @@ pub async fn inclusion(
             l
         }
     };
-    verify::inclusion(
-        &cp.checkpoint,
-        index,
-        &leaf,
-        &verify::parse_hex_hashes(&p.proof)?,
-    )?;
+    verify::inclusion(&cp.checkpoint, index, &leaf, &wire::unhex(&p.proof))?;
     Ok((cp, index, leaf))
-}
-
-#[derive(Deserialize)]
-struct ConsistencyJson {
-    proof: Vec<String>,
 }
 
 /// Fetch and check the proof that `new` extends `old`.
@@ -109,13 +90,13 @@ pub async fn prove_consistency(
     let proof = if old.size == 0 || old.size > new.size {
         Vec::new()
     } else {
-        let p: ConsistencyJson = client
+        let p: wire::ConsistencyProof = client
             .get_json(&format!(
                 "/v1/proof/consistency?old_size={}&new_size={}",
                 old.size, new.size
             ))
             .await?;
-        verify::parse_hex_hashes(&p.proof)?
+        wire::unhex(&p.proof)
     };
     verify::consistency(old, new, &proof)?;
     Ok(proof)

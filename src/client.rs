@@ -1,15 +1,37 @@
 //! A small HTTP client for the CLI (submit, verify, monitor) and tests.
 //! Everything it returns is untrusted until checked by [`crate::verify`].
 
+use crate::wire;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+
+/// The status, code and message of an error answer.
+fn status_error(status: u16, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<wire::ErrorBody>(body) {
+        Ok(e) => ClientError::Status {
+            status,
+            code: Some(e.error.code),
+            message: e.error.message,
+        },
+        Err(_) => ClientError::Status {
+            status,
+            code: None,
+            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        },
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// A non-2xx answer, with the server's error code when it sent one.
     #[error("server answered {status}: {message}")]
-    Status { status: u16, message: String },
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
     #[error("unexpected answer: {0}")]
     Decode(String),
 }
@@ -49,8 +71,9 @@ impl Client {
         &self.base
     }
 
-    /// POST an event body; returns the status and the receipt JSON.
-    pub async fn submit(&self, body: Vec<u8>) -> Result<(u16, serde_json::Value), ClientError> {
+    /// POST an event body; returns the status (201 new, 200 already in
+    /// the log) and the receipt, which the caller should verify.
+    pub async fn submit(&self, body: Vec<u8>) -> Result<(u16, wire::Receipt), ClientError> {
         self.submit_with(body, false).await
     }
 
@@ -60,7 +83,7 @@ impl Client {
         &self,
         body: Vec<u8>,
         witnessed: bool,
-    ) -> Result<(u16, serde_json::Value), ClientError> {
+    ) -> Result<(u16, wire::Receipt), ClientError> {
         let query = if witnessed { "?wait=witnessed" } else { "" };
         let mut req = self
             .http
@@ -72,17 +95,13 @@ impl Client {
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let body = resp.bytes().await?;
         if !(200..300).contains(&status) {
-            let message = json["error"]["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or(text);
-            return Err(ClientError::Status { status, message });
+            return Err(status_error(status, &body));
         }
-        Ok((status, json))
+        let receipt = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Decode(format!("receipt: {e}")))?;
+        Ok((status, receipt))
     }
 
     /// GET a path below the base URL.
@@ -98,13 +117,7 @@ impl Client {
         }
         let body = resp.bytes().await?;
         if !(200..300).contains(&status) {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
-                });
-            return Err(ClientError::Status { status, message });
+            return Err(status_error(status, &body));
         }
         if body.len() > MAX_RESPONSE {
             return Err(ClientError::Decode(format!("{path}: response too large")));

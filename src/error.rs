@@ -1,5 +1,16 @@
-//! The one error type that crosses from the library to the HTTP layer. Each
-//! variant maps to one status code; `Internal` details are logged, not sent.
+//! The error of the service layer (access, registry, ledger, trace
+//! building, the log's read and append paths): what went wrong, in the
+//! categories a caller can act on. Each variant maps to one HTTP status
+//! (`api::error`); `Internal` details are logged, not sent.
+//!
+//! Error styles by layer:
+//! - the pure core (tree, note, store, tiles, witness protocol) has one
+//!   typed `thiserror` enum per module, saying exactly what failed;
+//! - the service layer uses this [`Error`];
+//! - verifiers and clients (verify, auditor, monitor, client, CLI) use
+//!   `verify::Failure` and `auditor::AuditError`, which say whether the
+//!   input was malformed, failed verification or could not be fetched (the
+//!   CLI's exit codes).
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,6 +20,9 @@ pub enum Error {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not.
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     /// 409: the event id is in the log with other content.
     #[error("event id already in the log at index {index} with different content")]
     Conflict { index: u64 },

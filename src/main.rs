@@ -1,13 +1,14 @@
-//! The `modeltrail` command: each subcommand is a few lines over the library.
+//! The `modeltrail` command: arguments in, one call into the library
+//! ([`modeltrail::cli`], [`modeltrail::server`]), its result printed.
 
 use clap::{Args, Parser, Subcommand};
-use modeltrail::auditor::{self, AuditError};
+use modeltrail::auditor::AuditError;
+use modeltrail::cli;
 use modeltrail::client::Client;
 use modeltrail::monitor::{Monitor, Outcome};
-use modeltrail::note::{KeyName, SignerKey, VerifierKey};
 use modeltrail::server::{self, Overrides, ServerConfig};
-use modeltrail::verify::{self, Failure, Policy};
-use std::io::{IsTerminal, Read};
+use modeltrail::verify::Policy;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -279,6 +280,8 @@ struct SubmitArgs {
     file: String,
 }
 
+type Failed = Box<dyn std::error::Error>;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -295,11 +298,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.cmd {
+    let result: Result<(), Failed> = match cli.cmd {
         Cmd::Serve(a) => rt.block_on(serve(a)),
-        Cmd::Keygen { origin, cosigner } => keygen(&origin, cosigner),
+        Cmd::Keygen { origin, cosigner } => cli::keygen(&origin, cosigner)
+            .map(|(secret, vkey)| println!("{secret}\n{vkey}"))
+            .map_err(Into::into),
         Cmd::Submit(a) => rt.block_on(submit(a)),
-        Cmd::Verify { what } => return rt.block_on(verify(what)),
+        Cmd::Verify { what } => return finish(rt.block_on(verify(what))),
         Cmd::Monitor(a) => return rt.block_on(monitor(a)),
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
@@ -310,7 +315,16 @@ fn main() -> ExitCode {
             bundle,
             kind,
             id,
-        } => return rt.block_on(trace(server, trust, bundle, kind, id)),
+        } => {
+            let run = async {
+                let p = policy(&trust)?;
+                let client = Client::new(&server, None)?;
+                let t = cli::fetch_trace(&client, &p, &kind, &id, bundle.as_deref()).await?;
+                print!("{}", modeltrail::trace::render(&t.bundle));
+                Ok(cli::trace_summary(&t))
+            };
+            return finish(rt.block_on(run));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -321,7 +335,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(a: ServeArgs) -> Result<(), String> {
+async fn serve(a: ServeArgs) -> Result<(), Failed> {
     let cfg = ServerConfig::resolve(Overrides {
         config: a.config,
         listen: a.listen,
@@ -332,9 +346,8 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         max_page: a.max_page,
         witnesses: a.witnesses,
         witness_threshold: a.witness_threshold,
-    })
-    .map_err(|e| e.to_string())?;
-    let data = server::prepare_data_dir(&cfg).map_err(|e| e.to_string())?;
+    })?;
+    let data = server::prepare_data_dir(&cfg)?;
     if data.created_key {
         eprintln!(
             "created a new signing key in {}",
@@ -349,9 +362,7 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     } else {
         eprintln!("admin token: {}", data.token_path.display());
     }
-    let running = server::start(&cfg, &data)
-        .await
-        .map_err(|e| e.to_string())?;
+    let running = server::start(&cfg, &data).await?;
     // Printed on stdout so that scripts can read the address and key.
     println!("origin: {}", cfg.origin);
     println!("verifier key: {}", data.signer.verifier());
@@ -359,14 +370,14 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     tracing::info!(addr = %running.addr, origin = %cfg.origin, "serving");
     server::shutdown_signal().await;
     tracing::info!("shutting down");
-    running.stop().await.map_err(|e| e.to_string())
+    Ok(running.stop().await?)
 }
 
-async fn witness(a: WitnessArgs) -> Result<(), String> {
+async fn witness(a: WitnessArgs) -> Result<(), Failed> {
     let logs = a
         .logs
         .iter()
-        .map(|k| read_key(k).map_err(|e| e.to_string()))
+        .map(|k| cli::read_key(k))
         .collect::<Result<Vec<_>, _>>()?;
     let listen = a
         .listen
@@ -395,105 +406,40 @@ async fn witness(a: WitnessArgs) -> Result<(), String> {
     tracing::info!(addr = %running.addr, "witnessing");
     server::shutdown_signal().await;
     tracing::info!("shutting down");
-    running.stop().await.map_err(|e| e.to_string())
-}
-
-async fn trace(
-    server: String,
-    trust: TrustArgs,
-    bundle: Option<PathBuf>,
-    kind: String,
-    id: String,
-) -> ExitCode {
-    let run = async {
-        let p = policy(&trust)?;
-        let client = Client::new(&server, None).map_err(AuditError::Fetch)?;
-        let path = format!("/v1/trace/{}/{}", url_segment(&kind), url_segment(&id));
-        let bytes = client.get_bytes(&path).await.map_err(|e| {
-            if e.is_client_error() {
-                AuditError::from(Failure::Malformed(e.to_string()))
-            } else {
-                AuditError::Fetch(e)
-            }
-        })?;
-        let t = modeltrail::trace::verify(&p, &bytes)?;
-        print!("{}", modeltrail::trace::render(&t.bundle));
-        if let Some(f) = &bundle {
-            std::fs::write(f, &bytes)
-                .map_err(|e| Failure::Malformed(format!("{}: {e}", f.display())))?;
-        }
-        Ok::<String, AuditError>(trace_summary(&t))
-    };
-    finish(run.await)
-}
-
-/// The one-line result of a verified trace.
-fn trace_summary(t: &modeltrail::trace::TraceCheck) -> String {
-    format!(
-        "{} entries on {} nodes, each in the signed tree of size {}{}{}",
-        t.bundle.entries.len(),
-        t.bundle.nodes.len(),
-        t.tree_size,
-        witnessed(&t.witnesses),
-        if t.bundle.truncated {
-            " (truncated)"
-        } else {
-            ""
-        }
-    )
-}
-
-/// Percent-encode a path segment (ids may hold any printable character).
-fn url_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    Ok(running.stop().await?)
 }
 
 fn reindex(data_dir: &std::path::Path) -> ExitCode {
-    use modeltrail::registry::service;
-    use modeltrail::store::{RocksOptions, RocksStore};
-    let run = || -> Result<bool, String> {
-        let store = RocksStore::open(&data_dir.join("db"), &RocksOptions::default())
-            .map_err(|e| format!("{}: {e} (is the server still running?)", data_dir.display()))?;
-        let missing = service::repair_lineage(&store)?;
-        println!(
-            "lineage index: {}",
-            if missing == 0 {
-                "complete".to_string()
+    match cli::reindex(data_dir) {
+        Ok(r) => {
+            println!(
+                "lineage index: {}",
+                if r.lineage_repaired == 0 {
+                    "complete".to_string()
+                } else {
+                    format!(
+                        "{} keys were missing and have been written",
+                        r.lineage_repaired
+                    )
+                }
+            );
+            println!(
+                "{}: {} model versions and {} tokens from {} entries",
+                match r.identical {
+                    Some(true) => "identical",
+                    Some(false) => "differed, replaced",
+                    None => "built",
+                },
+                r.rebuilt.registry.versions.len(),
+                r.rebuilt.access.tokens().len(),
+                r.rebuilt.indexed
+            );
+            if r.identical != Some(false) && r.lineage_repaired == 0 {
+                ExitCode::SUCCESS
             } else {
-                format!("{missing} keys were missing and have been written")
+                ExitCode::from(1)
             }
-        );
-        let old = service::stored(&store)?;
-        let new = service::rebuild(&store)?;
-        // The stored snapshot may cover fewer entries (those after the last
-        // registry event change nothing): compare the states.
-        let same = old.as_ref().is_some_and(|o| o.state == new.state);
-        service::save(&store, &new)?;
-        println!(
-            "{}: {} model versions from {} entries",
-            if same {
-                "identical"
-            } else if old.is_none() {
-                "built"
-            } else {
-                "differed, replaced"
-            },
-            new.state.versions.len(),
-            new.indexed
-        );
-        Ok((same || old.is_none()) && missing == 0)
-    };
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
@@ -501,125 +447,40 @@ fn reindex(data_dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn sign(what: SignCmd) -> Result<(), String> {
-    use base64::Engine;
-    use modeltrail::audit::signature;
-    let b64 = base64::engine::general_purpose::STANDARD;
+fn sign(what: SignCmd) -> Result<(), Failed> {
     match what {
-        SignCmd::Keygen { out } => {
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
-            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            server::write_secret(&out, &format!("{}\n", b64.encode(seed)))
-                .map_err(|e| e.to_string())?;
-            println!("{}", b64.encode(key.verifying_key().as_bytes()));
-            Ok(())
-        }
-        SignCmd::Event { key, file } => {
-            let seed = server::read_secret(&key).map_err(|e| e.to_string())?;
-            let seed: [u8; 32] = b64
-                .decode(seed.trim())
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| format!("{}: not base64 of a 32-byte key", key.display()))?;
-            let body = if file == "-" {
-                let mut b = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut b)
-                    .map_err(|e| e.to_string())?;
-                b
-            } else {
-                std::fs::read(&file).map_err(|e| format!("{file}: {e}"))?
-            };
-            let value = modeltrail::audit::event::parse_strict(&body)
-                .map_err(|e| format!("{file}: {e}"))?;
-            let signed = signature::sign(&value, &ed25519_dalek::SigningKey::from_bytes(&seed))
-                .map_err(|e| e.to_string())?;
-            println!("{signed}");
-            Ok(())
-        }
+        SignCmd::Keygen { out } => println!("{}", cli::sign_keygen(&out)?),
+        SignCmd::Event { key, file } => println!("{}", cli::sign_event(&key, &file)?),
     }
-}
-
-fn keygen(origin: &str, cosigner: bool) -> Result<(), String> {
-    let name = KeyName::new(origin).map_err(|e| e.to_string())?;
-    let k = if cosigner {
-        SignerKey::generate_cosigner(name)
-    } else {
-        SignerKey::generate(name)
-    }
-    .map_err(|e| e.to_string())?;
-    println!("{}", k.encode_secret());
-    println!("{}", k.verifier());
     Ok(())
 }
 
-async fn submit(a: SubmitArgs) -> Result<(), String> {
-    let body = if a.file == "-" {
-        let mut b = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut b)
-            .map_err(|e| e.to_string())?;
-        b
-    } else {
-        std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file))?
-    };
+async fn submit(a: SubmitArgs) -> Result<(), Failed> {
+    let body = cli::read_input(&a.file)?;
     let token = match a.token {
         Some(t) => t,
         None => std::fs::read_to_string(&a.token_file)
             .map(|t| t.trim().to_string())
             .map_err(|e| format!("no --token given and {}: {e}", a.token_file.display()))?,
     };
-    let client = Client::new(&a.server, Some(token)).map_err(|e| e.to_string())?;
-    let (_, receipt) = client
-        .submit_with(body, a.witnessed)
-        .await
-        .map_err(|e| e.to_string())?;
-    if a.witnessed && receipt["witnessed"] != serde_json::Value::Bool(true) {
+    let client = Client::new(&a.server, Some(token))?;
+    let receipt = cli::submit(
+        &client,
+        body,
+        a.witnessed,
+        a.proof_out.as_deref(),
+        a.event_out.as_deref(),
+    )
+    .await?;
+    if a.witnessed && receipt.witnessed != Some(true) {
         eprintln!("warning: no cosigned checkpoint covered the event in time; the receipt is signed by the log only");
     }
-    if let Some(path) = a.proof_out {
-        let proof = receipt["tlog_proof"]
-            .as_str()
-            .ok_or("receipt has no tlog_proof")?;
-        std::fs::write(&path, proof).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if let Some(path) = a.event_out {
-        let event = serde_json::to_string(&receipt["event"]).map_err(|e| e.to_string())?;
-        std::fs::write(&path, event).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&receipt).map_err(|e| e.to_string())?
-    );
+    println!("{}", serde_json::to_string_pretty(&receipt)?);
     Ok(())
 }
 
-/// A key string, or a file holding one.
-fn read_key(arg: &str) -> Result<VerifierKey, Failure> {
-    let text = match std::fs::read_to_string(arg) {
-        Ok(t) => t,
-        Err(_) => arg.to_string(),
-    };
-    VerifierKey::parse(text.trim()).map_err(|e| Failure::Malformed(format!("{arg}: {e}")))
-}
-
-fn policy(t: &TrustArgs) -> Result<Policy, Failure> {
-    let p = Policy {
-        log_key: read_key(&t.vkey)?,
-        witnesses: t
-            .witnesses
-            .iter()
-            .map(|w| read_key(w))
-            .collect::<Result<_, _>>()?,
-        min_witnesses: t.min_witnesses,
-    };
-    p.check()?;
-    Ok(p)
-}
-
-fn read_input(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure::Malformed(format!("{}: {e}", path.display())))
+fn policy(t: &TrustArgs) -> Result<Policy, AuditError> {
+    Ok(cli::policy(&t.vkey, &t.witnesses, t.min_witnesses)?)
 }
 
 /// Print the outcome on one line and turn it into the exit code.
@@ -636,83 +497,32 @@ fn finish(r: Result<String, AuditError>) -> ExitCode {
     }
 }
 
-async fn verify(what: VerifyCmd) -> ExitCode {
-    finish(run_verify(what).await)
-}
-
-async fn run_verify(what: VerifyCmd) -> Result<String, AuditError> {
+async fn verify(what: VerifyCmd) -> Result<String, AuditError> {
     let client = |server: &str| Client::new(server, None).map_err(AuditError::Fetch);
     match what {
         VerifyCmd::Receipt {
             trust,
             event,
             receipt,
-        } => {
-            let p = policy(&trust)?;
-            let r = verify::receipt(&p, &read_input(&event)?, &read_input(&receipt)?)?;
-            Ok(format!(
-                "event is entry {} of {} (tree size {}, leaf {}){}",
-                r.index,
-                p.origin(),
-                r.checkpoint.checkpoint.size,
-                hex::encode(r.leaf_hash),
-                witnessed(&r.checkpoint.witnesses)
-            ))
-        }
+        } => cli::verify_receipt(&policy(&trust)?, &event, &receipt),
         VerifyCmd::Inclusion {
             server,
             trust,
             index,
             event,
         } => {
-            let p = policy(&trust)?;
-            let leaf = match event {
-                Some(f) => Some(verify::event_leaf(&read_input(&f)?)?.1),
-                None => None,
-            };
-            let (cp, index, leaf) = auditor::inclusion(&client(&server)?, &p, index, leaf).await?;
-            Ok(format!(
-                "entry {index} (leaf {}) is in the signed tree of size {}{}",
-                hex::encode(leaf),
-                cp.checkpoint.size,
-                witnessed(&cp.witnesses)
-            ))
+            cli::verify_inclusion(&client(&server)?, &policy(&trust)?, index, event.as_deref())
+                .await
         }
         VerifyCmd::Consistency { server, trust, old } => {
-            let p = policy(&trust)?;
-            let old = p.open_checkpoint(&read_input(&old)?)?;
-            let c = client(&server)?;
-            let new = auditor::checkpoint(&c, &p).await?;
-            auditor::prove_consistency(&c, &old.checkpoint, &new.checkpoint).await?;
-            Ok(format!(
-                "the tree of size {} extends the one of size {}",
-                new.checkpoint.size, old.checkpoint.size
-            ))
+            cli::verify_consistency(&client(&server)?, &policy(&trust)?, &old).await
         }
         VerifyCmd::Trace { trust, bundle } => {
-            let p = policy(&trust)?;
-            let t = modeltrail::trace::verify(&p, &read_input(&bundle)?)?;
+            let t = cli::verify_trace(&policy(&trust)?, &bundle)?;
             print!("{}", modeltrail::trace::render(&t.bundle));
-            Ok(trace_summary(&t))
+            Ok(cli::trace_summary(&t))
         }
-        VerifyCmd::Signature { event, public_key } => {
-            use modeltrail::audit::signature::{self, SignatureError};
-            let text = std::fs::read_to_string(&public_key).unwrap_or(public_key.clone());
-            let key = signature::parse_public_key(text.trim())
-                .map_err(|e| Failure::Malformed(e.to_string()))?;
-            let value = modeltrail::audit::event::parse_strict(&read_input(&event)?)
-                .map_err(|e| Failure::Malformed(format!("event: {e}")))?;
-            match signature::verify(&value, &key) {
-                Ok(()) => Ok(format!(
-                    "the event {} is signed by this key",
-                    value["event_id"].as_str().unwrap_or("?")
-                )),
-                Err(SignatureError::Invalid) => {
-                    Err(Failure::Invalid(SignatureError::Invalid.to_string()).into())
-                }
-                Err(e) => Err(Failure::Malformed(e.to_string()).into()),
-            }
-        }
+        VerifyCmd::Signature { event, public_key } => cli::verify_signature(&event, &public_key),
         VerifyCmd::Log { server, trust } => {
             let p = policy(&trust)?;
             let bar = indicatif::ProgressBar::new(0);
@@ -726,25 +536,10 @@ async fn run_verify(what: VerifyCmd) -> Result<String, AuditError> {
                 bar.set_length(total);
                 bar.set_position(done);
             };
-            let a = auditor::audit_log(&client(&server)?, &p, &progress).await;
+            let r = cli::verify_log(&client(&server)?, &p, &progress).await;
             bar.finish_and_clear();
-            let a = a?;
-            Ok(format!(
-                "all {} entries and {} tiles hash to the signed root of {}{}",
-                a.entries,
-                a.tiles,
-                p.origin(),
-                witnessed(&a.checkpoint.witnesses)
-            ))
+            r
         }
-    }
-}
-
-fn witnessed(names: &[String]) -> String {
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(", cosigned by {}", names.join(", "))
     }
 }
 
@@ -755,7 +550,7 @@ async fn monitor(a: MonitorArgs) -> ExitCode {
             policy,
             state: a.state.clone(),
         },
-        (Err(f), _) => return finish(Err(f.into())),
+        (Err(f), _) => return finish(Err(f)),
         (_, Err(e)) => return finish(Err(e.into())),
     };
     loop {

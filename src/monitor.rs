@@ -8,10 +8,10 @@
 
 use crate::auditor::{self, AuditError};
 use crate::client::Client;
+use crate::fsutil::write_atomic;
 use crate::note::Checkpoint;
 use crate::tree::Hash;
 use crate::verify::{Failure, Policy, Verified};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// What one check found.
@@ -53,20 +53,6 @@ fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Replace `path` atomically: write a temporary file, fsync, rename, fsync
-/// the directory.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl Monitor {
@@ -181,18 +167,14 @@ impl Monitor {
             return Vec::new();
         }
         let path = format!("/v1/proof/consistency?old_size={old}&new_size={new}");
-        let Ok(v) = self.client.get_json::<serde_json::Value>(&path).await else {
-            return Vec::new();
-        };
-        let list: Vec<String> = v["proof"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|h| h.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        crate::verify::parse_hex_hashes(&list).unwrap_or_default()
+        match self
+            .client
+            .get_json::<crate::wire::ConsistencyProof>(&path)
+            .await
+        {
+            Ok(p) => crate::wire::unhex(&p.proof),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn save(&self, v: &Verified) -> Result<(), Failure> {

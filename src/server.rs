@@ -3,6 +3,8 @@
 //! secrets owner-only), and serving with graceful shutdown.
 
 use crate::api::{self, ApiLimits, AppState};
+use crate::fsutil::{self, FileError};
+use crate::ledger::{Ledger, SnapshotPolicy};
 use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics;
 use crate::note::VerifierKey;
@@ -10,9 +12,7 @@ use crate::note::{KeyName, SignerKey};
 use crate::store::{RocksOptions, RocksStore, Store};
 use crate::witness::collector::{Collector, CollectorConfig, WitnessSpec};
 use serde::Deserialize;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,8 @@ pub struct FileLimits {
     pub max_page: Option<u64>,
     pub request_timeout_secs: Option<u64>,
     pub block_cache_mb: Option<usize>,
+    /// Least seconds between two snapshots of the derived state (default 10).
+    pub snapshot_interval_secs: Option<u64>,
 }
 
 /// Values given on the command line or in the environment (`None` = unset).
@@ -102,6 +104,7 @@ pub struct ServerConfig {
     pub witnessing: Option<CollectorConfig>,
     pub witness_wait: Duration,
     pub registry: crate::registry::Policy,
+    pub snapshots: SnapshotPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +119,13 @@ pub enum ServerError {
     #[error("{0}")]
     Secret(String),
     #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
     Open(#[from] crate::log::OpenError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("derived state: {0}")]
+    State(#[from] crate::state::StateError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
@@ -205,6 +212,9 @@ impl ServerConfig {
             witnessing,
             witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
             registry: file.registry.unwrap_or_default(),
+            snapshots: SnapshotPolicy {
+                interval: Duration::from_secs(l.snapshot_interval_secs.unwrap_or(10).max(1)),
+            },
         };
         if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
             return Err(ServerError::Config("limits must be at least 1".into()));
@@ -237,40 +247,6 @@ fn witness_spec(url: &str, vkey: &str) -> Result<WitnessSpec, ServerError> {
     })
 }
 
-/// Write a file readable by its owner only, atomically (temp, fsync, rename).
-pub fn write_secret(path: &Path, contents: &str) -> Result<(), ServerError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(contents.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// Read a secret file, refusing one that others can read.
-pub fn read_secret(path: &Path) -> Result<String, ServerError> {
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(ServerError::Secret(format!(
-            "{} is readable by others; run chmod 600 on it",
-            path.display()
-        )));
-    }
-    let s = std::fs::read_to_string(path).map_err(io_err(path))?;
-    Ok(s.trim().to_string())
-}
-
 /// What `prepare_data_dir` found or made, for the start-up message.
 pub struct DataDir {
     pub signer: SignerKey,
@@ -284,22 +260,23 @@ pub struct DataDir {
 /// load them afterwards.
 pub fn prepare_data_dir(cfg: &ServerConfig) -> Result<DataDir, ServerError> {
     let dir = &cfg.data_dir;
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    fsutil::private_dir(dir)?;
 
     let key_path = dir.join(KEY_FILE);
     let created_key = !key_path.exists();
     let signer = if created_key {
         let name = KeyName::new(&cfg.origin).map_err(|e| ServerError::Config(e.to_string()))?;
         let k = SignerKey::generate(name).map_err(|e| ServerError::Secret(e.to_string()))?;
-        write_secret(&key_path, &format!("{}\n", k.encode_secret()))?;
+        fsutil::write_secret(&key_path, &format!("{}\n", k.encode_secret()))?;
         k
     } else {
-        SignerKey::parse(&read_secret(&key_path)?)
+        SignerKey::parse(&fsutil::read_secret(&key_path)?)
             .map_err(|e| ServerError::Secret(format!("{}: {e}", key_path.display())))?
     };
-    let vkey_path = dir.join(VKEY_FILE);
-    std::fs::write(&vkey_path, format!("{}\n", signer.verifier())).map_err(io_err(&vkey_path))?;
+    fsutil::write_atomic(
+        &dir.join(VKEY_FILE),
+        format!("{}\n", signer.verifier()).as_bytes(),
+    )?;
 
     let token_path = dir.join(TOKEN_FILE);
     let created_token = !token_path.exists();
@@ -307,10 +284,10 @@ pub fn prepare_data_dir(cfg: &ServerConfig) -> Result<DataDir, ServerError> {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| ServerError::Secret(e.to_string()))?;
         let t = hex::encode(raw);
-        write_secret(&token_path, &format!("{t}\n"))?;
+        fsutil::write_secret(&token_path, &format!("{t}\n"))?;
         t
     } else {
-        read_secret(&token_path)?
+        fsutil::read_secret(&token_path)?
     };
     if admin_token.len() < 16 {
         return Err(ServerError::Secret(format!(
@@ -331,7 +308,10 @@ pub fn prepare_data_dir(cfg: &ServerConfig) -> Result<DataDir, ServerError> {
 pub struct Running {
     pub addr: SocketAddr,
     pub log: Arc<Log>,
+    pub ledger: Arc<Ledger>,
     collector: Option<Collector>,
+    snapshots: SnapshotPolicy,
+    snapshotter: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -345,6 +325,13 @@ impl Running {
         if let Some(c) = self.collector {
             c.stop().await;
         }
+        self.snapshotter.abort();
+        let _ = self.snapshotter.await;
+        // A last snapshot, so the next start folds nothing.
+        if let Err(e) = self.ledger.snapshot(self.snapshots, true).await {
+            tracing::warn!(error = %e, "could not store the derived state at shutdown");
+        }
+        drop(self.ledger);
         self.log.shutdown().await;
         // Connections that were open at shutdown and blocking reads still
         // hold the log and the store for a moment; wait (bounded) until
@@ -381,18 +368,15 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
         log_cfg,
         Arc::new(Metrics::default()),
     )?);
-    let access = Arc::new(
-        crate::access::Access::open(log.store().clone(), &data.admin_token)
-            .map_err(ServerError::Config)?,
-    );
-    let registry = Arc::new(
-        crate::registry::service::Registry::open(&log, cfg.registry.clone())
-            .map_err(ServerError::Config)?,
-    );
+    let ledger = {
+        let (log, token, policy) = (log.clone(), data.admin_token.clone(), cfg.registry.clone());
+        tokio::task::spawn_blocking(move || Ledger::open(log, &token, policy))
+            .await
+            .map_err(|e| ServerError::Config(format!("loading the derived state: {e}")))??
+    };
+    let ledger = Arc::new(ledger);
     let mut state = AppState::new(
-        log.clone(),
-        access,
-        registry,
+        ledger.clone(),
         ApiLimits {
             max_page: cfg.max_page,
             request_timeout: cfg.request_timeout,
@@ -427,10 +411,25 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
             })
             .await
     });
+    let snapshots = cfg.snapshots;
+    let snapshotter = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(snapshots.interval).await;
+                if let Err(e) = ledger.snapshot(snapshots, false).await {
+                    tracing::warn!(error = %e, "could not store the derived state");
+                }
+            }
+        })
+    };
     Ok(Running {
         addr,
         log,
+        ledger,
         collector,
+        snapshots,
+        snapshotter,
         shutdown: tx,
         task,
     })

@@ -7,7 +7,7 @@
 //! tile (`x000/067` for `067`, `01` for level `1`, `.p/0`, `.p/256`,
 //! `.p/07`) is an error, never an alias.
 
-use crate::note::parse_canonical_u64;
+use crate::encoding::parse_canonical_u64;
 
 pub const TILE_WIDTH: u64 = 256;
 /// Tile levels are 0..=63 by the spec; beyond 7 no tree of u64 size has nodes.

@@ -1,7 +1,9 @@
-//! Maps [`crate::Error`] to a status and a JSON body. Internal details are
-//! logged here and replaced by a generic message.
+//! Maps [`crate::Error`] to a status and the JSON error body
+//! ([`crate::wire::ErrorBody`]). Internal details are logged here and
+//! replaced by a generic message.
 
 use crate::error::Error;
+use crate::wire::{ErrorBody, ErrorDetail};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,11 +17,13 @@ impl From<Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
+impl ApiError {
+    /// The status and the stable code of an error.
+    pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
+        match e {
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::UnsupportedMediaType(_) => {
@@ -30,12 +34,25 @@ impl IntoResponse for ApiError {
             Error::Refused { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
             Error::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Error::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = ApiError::status_and_code(&self.0);
+        if let Error::Internal(detail) = &self.0 {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: self.0.to_string(),
+                reasons: Vec::new(),
+            },
+            deny_receipt: None,
         };
-        let body = serde_json::json!({"error": {"code": code, "message": self.0.to_string()}});
         let mut resp = (status, Json(body)).into_response();
         let h = resp.headers_mut();
         match self.0 {

@@ -7,8 +7,10 @@
 //! [`MAX_DEPTH`] are errors, so that every implementation computes the same
 //! canonical bytes.
 
+use super::vocab::{Action, Fold, Principal, Ref, MODEL_VERSION};
 use crate::tree::{self, Hash};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 use uuid::Uuid;
@@ -50,22 +52,130 @@ fn field(field: &str, msg: impl Into<String>) -> EventError {
     }
 }
 
-/// A validated event ready to append.
+/// A stored or validated event, typed: what the derived state, the access
+/// checks and the trace read. It is a view only: leaf bytes always come
+/// from the canonical JSON, never from serialising this struct.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub action: Action,
+    pub actor: Principal,
+    /// RFC 3339, as submitted.
+    pub timestamp: String,
+    pub subject: Ref,
+    #[serde(default)]
+    pub related: Vec<Ref>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub integrity: Option<Integrity>,
+}
+
+/// The `integrity` member.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Integrity {
+    pub artifact_sha256: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl Event {
+    /// Read an entry's leaf bytes (canonical JSON written by this server).
+    pub fn from_canonical(bytes: &[u8]) -> Result<Event, EventError> {
+        serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))
+    }
+
+    /// The model version the event is about: its subject if that is a
+    /// model_version, else the first model_version among `related`.
+    pub fn model_version(&self) -> Option<&str> {
+        if self.subject.kind == MODEL_VERSION {
+            return Some(&self.subject.id);
+        }
+        self.related
+            .iter()
+            .find(|r| r.kind == MODEL_VERSION)
+            .map(|r| r.id.as_str())
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&Value> {
+        self.metadata.as_ref()?.get(key)
+    }
+
+    pub fn meta_str(&self, key: &str) -> Option<&str> {
+        self.meta(key)?.as_str()
+    }
+
+    pub fn meta_bool(&self, key: &str) -> Option<bool> {
+        self.meta(key)?.as_bool()
+    }
+
+    pub fn meta_u64(&self, key: &str) -> Option<u64> {
+        self.meta(key)?.as_u64()
+    }
+
+    /// The derived state that folds this event in: the action's (see
+    /// [`Action::fold`]), except that `attest` and `deploy` count for the
+    /// registry only when they name a model version.
+    pub fn fold(&self) -> Fold {
+        match (&self.action, self.action.fold()) {
+            (Action::Attest | Action::Deploy, Fold::Registry) if self.model_version().is_none() => {
+                Fold::None
+            }
+            (_, f) => f,
+        }
+    }
+
+    /// True if the event carries `integrity.signature`.
+    pub fn is_signed(&self) -> bool {
+        self.integrity
+            .as_ref()
+            .is_some_and(|i| i.signature.is_some())
+    }
+
+    /// The `related` links, each once, in order.
+    pub fn links(&self) -> Vec<Ref> {
+        let mut out: Vec<Ref> = Vec::new();
+        for r in &self.related {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
+    /// `(reference, is_subject)` of the subject and each distinct `related`
+    /// link that is not the subject: the lineage index's keys.
+    pub fn mentions(&self) -> Vec<(Ref, bool)> {
+        let mut out = vec![(self.subject.clone(), true)];
+        for r in &self.related {
+            if !out.iter().any(|(m, _)| m == r) {
+                out.push((r.clone(), false));
+            }
+        }
+        out
+    }
+}
+
+/// A validated event ready to append: its typed view, its canonical bytes
+/// (the leaf) and their leaf hash.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    pub event_id: Uuid,
+    pub event: Event,
     /// True if the client chose the id (a resubmission may match a stored event).
     pub client_id: bool,
     pub canonical: Vec<u8>,
     pub leaf_hash: Hash,
-    /// The validated `action`, `actor.type` and `actor.id`, for access checks.
-    pub action: String,
-    pub actor_type: String,
-    pub actor_id: String,
-    /// True if the event carries `integrity.signature`.
-    pub signed: bool,
-    /// `(type, id, is_subject)` of the subject and every `related` link.
-    pub mentions: Vec<(String, String, bool)>,
+}
+
+impl Prepared {
+    pub fn event_id(&self) -> Uuid {
+        self.event.event_id
+    }
+
+    pub fn action(&self) -> &Action {
+        &self.event.action
+    }
 }
 
 /// Parse, validate and canonicalize a submitted event body.
@@ -74,51 +184,28 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     let obj = value
         .as_object_mut()
         .ok_or_else(|| EventError::Json("an event must be a JSON object".into()))?;
-    let (event_id, client_id) = match obj.get("event_id") {
-        None => (Uuid::now_v7(), false),
-        Some(v) => (parse_event_id(v)?, true),
-    };
-    obj.insert("event_id".into(), Value::String(event_id.to_string()));
-    validate(obj)?;
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
-    let action = text(obj.get("action"));
-    let actor = obj.get("actor");
-    let actor_type = text(actor.and_then(|a| a.get("type")));
-    let actor_id = text(actor.and_then(|a| a.get("id")));
-    let mut mentions = Vec::new();
-    if let Some((t, i)) = obj.get("subject").and_then(link) {
-        mentions.push((t, i, true));
-    }
-    for r in obj
-        .get("related")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some((t, i)) = link(r) {
-            if !mentions.iter().any(|(mt, mi, _)| *mt == t && *mi == i) {
-                mentions.push((t, i, false));
-            }
+    let client_id = match obj.get("event_id") {
+        None => {
+            obj.insert("event_id".into(), Value::String(Uuid::now_v7().to_string()));
+            false
         }
-    }
-    let signed = obj
-        .get("integrity")
-        .and_then(|i| i.get("signature"))
-        .is_some();
+        Some(v) => {
+            parse_event_id(v)?;
+            true
+        }
+    };
+    validate(obj)?;
     let canonical = serde_jcs::to_vec(&value).map_err(|e| EventError::Json(e.to_string()))?;
     if canonical.len() > MAX_ENTRY_BYTES {
         return Err(EventError::TooLarge(canonical.len()));
     }
+    let event: Event =
+        serde_json::from_value(value).map_err(|e| EventError::Json(e.to_string()))?;
     Ok(Prepared {
-        event_id,
+        event,
         client_id,
         leaf_hash: tree::leaf_hash(&canonical),
         canonical,
-        action,
-        actor_type,
-        actor_id,
-        signed,
-        mentions,
     })
 }
 
@@ -374,12 +461,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[cfg(test)]
 mod tests;
 
-/// A `{type, id}` reference (a subject or a related link) as strings.
-pub fn link(v: &Value) -> Option<(String, String)> {
-    Some((
-        v.get("type")?.as_str()?.to_string(),
-        v.get("id")?.as_str()?.to_string(),
-    ))
+/// Check an id given outside an event (a principal in a token request)
+/// with the rules of ids in events.
+pub fn check_id_text(name: &str, id: &str) -> Result<(), EventError> {
+    check_id(name, Some(&Value::String(id.to_string())))
 }
 
 /// Check a lineage reference given outside an event (a search or trace

@@ -18,11 +18,14 @@
 
 mod sequencer;
 
+/// How an entry mentions an id in the lineage index.
+pub use crate::store::Role as MentionRole;
+
 use crate::audit::event::Prepared;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::note::{Checkpoint, KeyName, NoteError, SignerKey, TlogProof, VerifierKey};
-use crate::store::{Batch, EventId, Store, StoreHashes};
+use crate::store::{mention_key, Batch, EventId, MetaKey, NewEntry, Role, Store, StoreHashes};
 use crate::tree::{self, Hash, HashReader, NodeId, RightEdge, TreeError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +65,7 @@ pub struct Head {
 #[derive(Debug)]
 pub struct Receipt {
     pub index: u64,
+    pub event_id: uuid::Uuid,
     pub leaf_hash: Hash,
     /// False when an identical event was already in the log.
     pub created: bool,
@@ -89,7 +93,11 @@ pub(crate) enum Job {
 }
 
 pub(crate) struct Submission {
-    prepared: Prepared,
+    /// What the store will write, built on the caller's task so the
+    /// sequencer only orders and commits.
+    entry: NewEntry,
+    /// The client chose the event id: it may repeat a stored event.
+    client_id: bool,
     reply: oneshot::Sender<Result<Committed, Error>>,
 }
 
@@ -195,8 +203,8 @@ impl Log {
         }
         KeyName::new(&origin)?;
         let vkey = signer.verifier().to_string();
-        match store.get_meta("origin")? {
-            None => store.put_meta("origin", origin.as_bytes())?,
+        match store.get_meta(MetaKey::Origin)? {
+            None => store.put_meta(MetaKey::Origin, origin.as_bytes())?,
             Some(o) if o != origin.as_bytes() => {
                 return Err(OpenError::OriginMismatch {
                     stored: String::from_utf8_lossy(&o).into_owned(),
@@ -205,8 +213,8 @@ impl Log {
             }
             Some(_) => {}
         }
-        match store.get_meta("verifier_key")? {
-            None => store.put_meta("verifier_key", vkey.as_bytes())?,
+        match store.get_meta(MetaKey::VerifierKey)? {
+            None => store.put_meta(MetaKey::VerifierKey, vkey.as_bytes())?,
             Some(v) if v != vkey.as_bytes() => {
                 return Err(OpenError::KeyMismatch {
                     stored: String::from_utf8_lossy(&v).into_owned(),
@@ -287,13 +295,17 @@ impl Log {
                 return Ok(r);
             }
         }
-        let canonical = Arc::new(prepared.canonical.clone());
-        let leaf_hash = prepared.leaf_hash;
+        let client_id = prepared.client_id;
+        let event_id = prepared.event_id();
+        let entry = new_entry(prepared);
+        let canonical = entry.bytes.clone();
+        let leaf_hash = entry.leaf_hash;
         let (reply, rx) = oneshot::channel();
-        match self
-            .tx
-            .try_send(Job::Append(Submission { prepared, reply }))
-        {
+        match self.tx.try_send(Job::Append(Submission {
+            entry,
+            client_id,
+            reply,
+        })) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.overloaded.inc();
@@ -313,6 +325,7 @@ impl Log {
         let proof = tree::inclusion_plan(c.index, c.head.size)?.fetch(&reader)?;
         Ok(Receipt {
             index: c.index,
+            event_id,
             leaf_hash,
             created: c.created,
             head: c.head,
@@ -325,7 +338,7 @@ impl Log {
     /// its content differs, or `None` if the id is new.
     fn existing(&self, p: &Prepared) -> Result<Option<Receipt>, Error> {
         let head = self.head();
-        let Some(index) = self.store.find_event(p.event_id.as_bytes())? else {
+        let Some(index) = self.store.find_event(p.event_id().as_bytes())? else {
             return Ok(None);
         };
         if index >= head.size {
@@ -341,6 +354,7 @@ impl Log {
             tree::inclusion_plan(index, head.size)?.fetch(&StoreHashes(self.store.as_ref()))?;
         Ok(Some(Receipt {
             index,
+            event_id: p.event_id(),
             leaf_hash: p.leaf_hash,
             created: false,
             head,
@@ -415,9 +429,13 @@ impl Log {
             )));
         }
         let canonical = self.store.entry(index)?;
+        let event_id = crate::audit::Event::from_canonical(&canonical)
+            .map_err(|e| Error::Internal(format!("entry {index}: {e}")))?
+            .event_id;
         let (leaf_hash, proof) = self.leaf_and_inclusion_proof(index, head.size)?;
         Ok(Receipt {
             index,
+            event_id,
             leaf_hash,
             created: false,
             head,
@@ -480,6 +498,50 @@ impl Log {
     /// published size (the caller checks that they are complete).
     pub fn node_range(&self, level: u8, start: u64, count: u64) -> Result<Vec<Hash>, Error> {
         Ok(self.store.node_range(level, start, start + count)?)
+    }
+
+    /// Published entries that mention `kind:id` (as subject or in
+    /// `related`), from index `from` on, in log order, at most `limit`.
+    pub fn mentions(
+        &self,
+        kind: &str,
+        id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Role)>, Error> {
+        let size = self.head().size;
+        let mut page = self.store.mentions(&mention_key(kind, id), from, limit)?;
+        page.retain(|(i, _)| *i < size);
+        Ok(page)
+    }
+
+    /// Memory the storage engine reports, for metrics.
+    pub fn storage_memory(&self) -> crate::store::MemoryUsage {
+        self.store.memory()
+    }
+}
+
+/// The store's view of a prepared event: its bytes, leaf hash, id and
+/// lineage keys (the subject and each `related` link).
+fn new_entry(p: Prepared) -> NewEntry {
+    let mentions = p
+        .event
+        .mentions()
+        .into_iter()
+        .map(|(r, subject)| {
+            let role = if subject {
+                Role::Subject
+            } else {
+                Role::Related
+            };
+            (mention_key(&r.kind, &r.id), role)
+        })
+        .collect();
+    NewEntry {
+        event_id: *p.event_id().as_bytes(),
+        leaf_hash: p.leaf_hash,
+        bytes: Arc::new(p.canonical),
+        mentions,
     }
 }
 

@@ -5,7 +5,7 @@ use super::{load_state, Committed, Head, Job, State, Submission};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::note::{Checkpoint, SignerKey};
-use crate::store::{mention_key, Batch, EventId, NewEntry, Role, Store};
+use crate::store::{Batch, EventId, NewEntry, Store};
 use crate::tree::{Hash, NodeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,12 +46,12 @@ impl Sequencer {
                 Some(Job::Append(s)) => vec![s],
                 Some(Job::Stop) | None => break,
             };
-            let mut bytes = batch[0].prepared.canonical.len();
+            let mut bytes = batch[0].entry.bytes.len();
             let mut stop = false;
             while batch.len() < self.max_batch && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
                     Ok(Job::Append(s)) => {
-                        bytes += s.prepared.canonical.len();
+                        bytes += s.entry.bytes.len();
                         batch.push(s);
                     }
                     Ok(Job::Stop) => {
@@ -82,24 +82,7 @@ impl Sequencer {
             .iter()
             .zip(&outcomes)
             .filter(|(_, o)| matches!(o, Outcome::New(_)))
-            .map(|(s, _)| NewEntry {
-                bytes: s.prepared.canonical.clone(),
-                leaf_hash: s.prepared.leaf_hash,
-                event_id: *s.prepared.event_id.as_bytes(),
-                mentions: s
-                    .prepared
-                    .mentions
-                    .iter()
-                    .map(|(t, i, subject)| {
-                        let role = if *subject {
-                            Role::Subject
-                        } else {
-                            Role::Related
-                        };
-                        (mention_key(t, i), role)
-                    })
-                    .collect(),
-            })
+            .map(|(s, _)| s.entry.clone())
             .collect();
 
         // Old edge nodes plus every node this batch creates: all a new
@@ -192,8 +175,8 @@ impl Sequencer {
     fn resolve(&self, batch: &[Submission]) -> Result<Vec<Outcome>, crate::store::StoreError> {
         let client: Vec<EventId> = batch
             .iter()
-            .filter(|s| s.prepared.client_id)
-            .map(|s| *s.prepared.event_id.as_bytes())
+            .filter(|s| s.client_id)
+            .map(|s| s.entry.event_id)
             .collect();
         let mut found = if client.is_empty() {
             Vec::new()
@@ -205,11 +188,11 @@ impl Sequencer {
         let mut out = Vec::with_capacity(batch.len());
         let mut next_pos = 0usize;
         for (slot, s) in batch.iter().enumerate() {
-            let id = *s.prepared.event_id.as_bytes();
-            if s.prepared.client_id {
+            let id = s.entry.event_id;
+            if s.client_id {
                 if let Some(index) = found.next().flatten() {
                     let stored = self.store.entry(index)?;
-                    out.push(if stored == s.prepared.canonical {
+                    out.push(if stored == *s.entry.bytes {
                         Outcome::Stored(index)
                     } else {
                         Outcome::Conflict(index)
@@ -217,13 +200,11 @@ impl Sequencer {
                     continue;
                 }
                 if let Some(&(pos, first_slot)) = in_batch.get(&id) {
-                    out.push(
-                        if batch[first_slot].prepared.canonical == s.prepared.canonical {
-                            Outcome::SameAsNew(pos)
-                        } else {
-                            Outcome::Conflict(self.state.edge.size() + pos as u64)
-                        },
-                    );
+                    out.push(if batch[first_slot].entry.bytes == s.entry.bytes {
+                        Outcome::SameAsNew(pos)
+                    } else {
+                        Outcome::Conflict(self.state.edge.size() + pos as u64)
+                    });
                     continue;
                 }
             }

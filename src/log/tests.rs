@@ -197,10 +197,13 @@ impl Store for GatedStore {
     ) -> Result<(), crate::store::StoreError> {
         self.inner.put_mentions(items)
     }
-    fn get_meta(&self, k: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+    fn get_meta(
+        &self,
+        k: crate::store::MetaKey,
+    ) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
         self.inner.get_meta(k)
     }
-    fn put_meta(&self, k: &str, v: &[u8]) -> Result<(), crate::store::StoreError> {
+    fn put_meta(&self, k: crate::store::MetaKey, v: &[u8]) -> Result<(), crate::store::StoreError> {
         self.inner.put_meta(k, v)
     }
 }

@@ -186,17 +186,7 @@ fn parse_sig_line(line: &str) -> Result<Signature, NoteError> {
     })
 }
 
-/// Parse a canonical ASCII decimal u64: digits only, no sign, no leading
-/// zeros unless the number is 0, no overflow.
-pub fn parse_canonical_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if s.len() > 1 && s.starts_with('0') {
-        return None;
-    }
-    s.parse().ok()
-}
+pub use crate::encoding::parse_canonical_u64;
 
 /// Decode canonical standard base64 of exactly 32 bytes.
 pub fn decode_hash_b64(s: &str) -> Option<[u8; 32]> {

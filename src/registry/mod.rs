@@ -3,20 +3,20 @@
 //! deployments, each with the log indexes it came from.
 //!
 //! [`State::apply`] folds one logged event into the state; the same fold
-//! over the same entries gives the same state, which is how the index is
+//! over the same entries gives the same state, which is how the state is
 //! rebuilt from the log alone (`modeltrail reindex`). [`State::check`]
 //! decides whether an event may be appended under the promotion gates: it
 //! returns every unmet requirement, which the server logs as a `deny`
-//! event. Pure: no I/O.
+//! event; [`State::follow_ups`] names the events the server records after
+//! an accepted one (archiving a replaced version).
+//!
+//! This module decides and folds; it does not append ([`crate::ledger`]
+//! does, one registry event at a time). Pure: no I/O.
 
-pub mod service;
-
+use crate::audit::vocab::{Action, Fold, Ref};
+use crate::audit::{Event, Record};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// The principal the server acts as when it records events itself.
-pub const SERVER_PRINCIPAL: &str = "modeltrail";
 
 /// Stages a model version can be promoted to.
 pub const STAGES: &[&str] = &["staging", "production", "archived"];
@@ -161,53 +161,6 @@ pub struct State {
     pub production: Option<String>,
 }
 
-/// The events the registry cares about.
-pub fn is_registry_action(action: &str) -> bool {
-    matches!(
-        action,
-        "register"
-            | "approve"
-            | "reject"
-            | "attest"
-            | "promote"
-            | "deploy"
-            | "rollback"
-            | "retire"
-            | "archive"
-            | "deny"
-    )
-}
-
-fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_str()
-}
-
-fn actor(ev: &Value) -> String {
-    format!(
-        "{}:{}",
-        s(ev, &["actor", "type"]).unwrap_or(""),
-        s(ev, &["actor", "id"]).unwrap_or("")
-    )
-}
-
-/// The model version an event is about: its subject if that is a
-/// model_version, else the first model_version among `related`.
-pub fn model_version(ev: &Value) -> Option<String> {
-    if s(ev, &["subject", "type"]) == Some("model_version") {
-        return s(ev, &["subject", "id"]).map(str::to_string);
-    }
-    ev.get("related")?
-        .as_array()?
-        .iter()
-        .find(|r| r.get("type").and_then(Value::as_str) == Some("model_version"))
-        .and_then(|r| r.get("id").and_then(Value::as_str))
-        .map(str::to_string)
-}
-
 /// Why an event cannot be appended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -223,23 +176,19 @@ impl State {
     }
 
     /// May this event be appended now? Every unmet requirement is listed.
-    pub fn check(&self, ev: &Value, policy: &Policy) -> Result<(), Refusal> {
-        let action = s(ev, &["action"]).unwrap_or("");
-        if !is_registry_action(action) {
+    pub fn check(&self, ev: &Event, policy: &Policy) -> Result<(), Refusal> {
+        if ev.fold() != Fold::Registry {
             return Ok(());
         }
-        let Some(id) = model_version(ev) else {
-            return match action {
-                // A deployment or an attestation about something else.
-                "deploy" | "attest" => Ok(()),
-                _ => Err(Refusal::Malformed(format!(
-                    "a {action} event needs a model_version subject"
-                ))),
-            };
+        let action = &ev.action;
+        let Some(id) = ev.model_version() else {
+            return Err(Refusal::Malformed(format!(
+                "a {action} event needs a model_version subject"
+            )));
         };
-        let v = self.versions.get(&id);
+        let v = self.versions.get(id);
         let registered = v.is_some_and(|v| v.registered.is_some());
-        let by = actor(ev);
+        let by = ev.actor.to_string();
         let mut unmet = Vec::new();
         let need_registered = |unmet: &mut Vec<String>| {
             if !registered {
@@ -247,11 +196,11 @@ impl State {
             }
         };
         match action {
-            "register" if registered => {
+            Action::Register if registered => {
                 unmet.push(format!("model version {id} is already registered"));
             }
-            "register" => {}
-            "approve" => {
+            Action::Register => {}
+            Action::Approve => {
                 need_registered(&mut unmet);
                 if let Some(v) = v {
                     if v.current_approvers().contains(&by) {
@@ -264,9 +213,9 @@ impl State {
                     }
                 }
             }
-            "reject" | "attest" | "retire" => need_registered(&mut unmet),
-            "promote" => {
-                let to = match s(ev, &["metadata", "to_stage"]) {
+            Action::Reject | Action::Attest | Action::Retire => need_registered(&mut unmet),
+            Action::Promote => {
+                let to = match ev.meta_str("to_stage") {
                     Some(t) if STAGES.contains(&t) => t,
                     Some(t) => {
                         return Err(Refusal::Malformed(format!(
@@ -306,7 +255,7 @@ impl State {
                     }
                 }
             }
-            "rollback" => {
+            Action::Rollback => {
                 need_registered(&mut unmet);
                 if let Some(v) = v {
                     if !v.was_in_production() {
@@ -317,7 +266,7 @@ impl State {
                     }
                 }
             }
-            "deploy" => {
+            Action::Deploy => {
                 need_registered(&mut unmet);
                 if let Some(v) = v {
                     if v.stage != "staging" && v.stage != "production" {
@@ -338,39 +287,39 @@ impl State {
         }
     }
 
-    /// The events the server appends after this one is applied: entering
+    /// The events the server records after this one is applied: entering
     /// production archives the version that was there.
-    pub fn follow_ups(&self, ev: &Value, timestamp: &str, cause_index: u64) -> Vec<Value> {
-        let action = s(ev, &["action"]).unwrap_or("");
-        let enters_production = match action {
-            "promote" => s(ev, &["metadata", "to_stage"]) == Some("production"),
-            "rollback" => true,
+    pub fn follow_ups(&self, ev: &Event, cause_index: u64) -> Vec<Record> {
+        let enters_production = match ev.action {
+            Action::Promote => ev.meta_str("to_stage") == Some("production"),
+            Action::Rollback => true,
             _ => false,
         };
-        let Some(id) = model_version(ev) else {
+        let Some(id) = ev.model_version() else {
             return Vec::new();
         };
         match (&self.production, enters_production) {
-            (Some(old), true) if *old != id => vec![serde_json::json!({
-                "action": "archive",
-                "actor": {"type": "service", "id": SERVER_PRINCIPAL},
-                "timestamp": timestamp,
-                "subject": {"type": "model_version", "id": old},
-                "related": [{"type": "model_version", "id": id}],
-                "metadata": {"to_stage": "archived", "replaced_by": id, "cause_index": cause_index},
-            })],
+            (Some(old), true) if *old != id => {
+                vec![
+                    Record::new(Action::Archive, Ref::model_version(old.as_str()))
+                        .related(Ref::model_version(id))
+                        .meta("to_stage", "archived")
+                        .meta("replaced_by", id)
+                        .meta("cause_index", cause_index),
+                ]
+            }
             _ => Vec::new(),
         }
     }
 
     /// Fold one logged event (at `index`) into the state.
-    pub fn apply(&mut self, index: u64, ev: &Value) {
-        let action = s(ev, &["action"]).unwrap_or("");
-        if !is_registry_action(action) {
+    pub fn apply(&mut self, index: u64, ev: &Event) {
+        if ev.fold() != Fold::Registry {
             return;
         }
-        let Some(id) = model_version(ev) else { return };
-        let by = actor(ev);
+        let Some(id) = ev.model_version() else { return };
+        let id = id.to_string();
+        let by = ev.actor.to_string();
         let v = self
             .versions
             .entry(id.clone())
@@ -381,41 +330,34 @@ impl State {
             index,
         };
         let mut new_stage: Option<String> = None;
-        match action {
-            "register" if v.registered.is_none() => v.registered = Some(mark),
-            "approve" => v.approvals.push(mark),
-            "reject" => v.rejections.push(mark),
-            "attest" => v.attestations.push(Attestation {
-                kind: s(ev, &["metadata", "kind"]).unwrap_or("").to_string(),
-                passed: ev
-                    .get("metadata")
-                    .and_then(|m| m.get("passed"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+        match ev.action {
+            Action::Register if v.registered.is_none() => v.registered = Some(mark),
+            Action::Approve => v.approvals.push(mark),
+            Action::Reject => v.rejections.push(mark),
+            Action::Attest => v.attestations.push(Attestation {
+                kind: ev.meta_str("kind").unwrap_or("").to_string(),
+                passed: ev.meta_bool("passed").unwrap_or(false),
                 by,
                 index,
-                signed: ev
-                    .get("integrity")
-                    .and_then(|i| i.get("signature"))
-                    .is_some(),
+                signed: ev.is_signed(),
             }),
-            "deploy" => v.deployments.push(mark),
-            "promote" | "archive" => {
-                if let Some(t) = s(ev, &["metadata", "to_stage"]) {
+            Action::Deploy => v.deployments.push(mark),
+            Action::Promote | Action::Archive => {
+                if let Some(t) = ev.meta_str("to_stage") {
                     new_stage = Some(t.to_string());
                 }
             }
-            "rollback" => new_stage = Some("production".into()),
-            "retire" => new_stage = Some("archived".into()),
-            "deny" => v.denials.push(index),
+            Action::Rollback => new_stage = Some("production".into()),
+            Action::Retire => new_stage = Some("archived".into()),
+            Action::Deny => v.denials.push(index),
             _ => {}
         }
         if let Some(stage) = new_stage {
             v.stage = stage.clone();
             v.stages.push(StageChange {
                 stage: stage.clone(),
-                action: action.to_string(),
-                by: actor(ev),
+                action: ev.action.to_string(),
+                by: ev.actor.to_string(),
                 index,
             });
             if stage == "production" {

@@ -1,24 +1,31 @@
 use super::*;
-use serde_json::json;
+use crate::audit::event::prepare;
+use crate::audit::Principal;
+use serde_json::{json, Value};
 
-fn ev(action: &str, who: &str, version: &str, metadata: Value) -> Value {
-    json!({
+/// A validated event, as the fold sees it.
+fn typed(v: Value) -> Event {
+    prepare(v.to_string().as_bytes()).unwrap().event
+}
+
+fn ev(action: &str, who: &str, version: &str, metadata: Value) -> Event {
+    typed(json!({
         "action": action,
         "actor": {"type": "user", "id": who},
         "timestamp": "2025-05-05T14:03:00Z",
         "subject": {"type": "model_version", "id": version},
         "metadata": metadata,
-    })
+    }))
 }
 
-fn attest(kind: &str, passed: bool, version: &str) -> Value {
-    json!({
+fn attest(kind: &str, passed: bool, version: &str) -> Event {
+    typed(json!({
         "action": "attest",
         "actor": {"type": "service", "id": "ci"},
         "timestamp": "2025-05-05T14:03:00Z",
         "subject": {"type": "model_version", "id": version},
         "metadata": {"kind": kind, "passed": passed},
-    })
+    }))
 }
 
 fn policy() -> Policy {
@@ -37,14 +44,18 @@ fn policy() -> Policy {
 }
 
 /// Check, then apply (with follow-ups) as the server does.
-fn submit(st: &mut State, log: &mut Vec<Value>, e: Value) -> Result<u64, Refusal> {
+fn submit(st: &mut State, log: &mut Vec<Event>, e: Event) -> Result<u64, Refusal> {
     st.check(&e, &policy())?;
     let index = log.len() as u64;
-    let follow = st.follow_ups(&e, "2025-05-05T14:03:00Z", index);
+    let follow = st.follow_ups(&e, index);
     st.apply(index, &e);
     log.push(e);
     for f in follow {
         let i = log.len() as u64;
+        let f = f
+            .prepare(&Principal::server(), "2025-05-05T14:03:00Z")
+            .unwrap()
+            .event;
         st.apply(i, &f);
         log.push(f);
     }
@@ -162,8 +173,8 @@ fn gates_approvals_attestations_and_production() {
     )
     .unwrap();
     let archive = &log[at as usize + 1];
-    assert_eq!(archive["action"], "archive");
-    assert_eq!(archive["subject"]["id"], "m:v1");
+    assert_eq!(archive.action, Action::Archive);
+    assert_eq!(archive.subject.id, "m:v1");
     assert_eq!(st.version("m:v1").unwrap().stage, "archived");
     assert_eq!(st.production.as_deref(), Some("m:v2"));
     submit(&mut st, &mut log, ev("rollback", "ops", "m:v1", json!({}))).unwrap();
@@ -172,10 +183,12 @@ fn gates_approvals_attestations_and_production() {
 
     // Deployments only of staging or production versions.
     let deploy = |v: &str| {
-        json!({"action": "deploy", "actor": {"type": "user", "id": "ops"},
+        typed(
+            json!({"action": "deploy", "actor": {"type": "user", "id": "ops"},
                "timestamp": "2025-05-05T14:03:00Z",
                "subject": {"type": "deployment", "id": "fraud-prod"},
-               "related": [{"type": "model_version", "id": v}]})
+               "related": [{"type": "model_version", "id": v}]}),
+        )
     };
     submit(&mut st, &mut log, deploy("m:v1")).unwrap();
     denied(submit(&mut st, &mut log, deploy("m:v2")));
@@ -210,7 +223,7 @@ fn reindex_repairs_a_lineage_index_that_lost_keys() {
         .iter()
         .enumerate()
         .map(|(i, b)| NewEntry {
-            bytes: b.clone(),
+            bytes: std::sync::Arc::new(b.clone()),
             leaf_hash: crate::tree::leaf_hash(b),
             event_id: [i as u8 + 1; 16],
             mentions: Vec::new(),
@@ -228,7 +241,7 @@ fn reindex_repairs_a_lineage_index_that_lost_keys() {
         .mentions(&mention_key("deployment", "d"), 0, 10)
         .unwrap()
         .is_empty());
-    assert_eq!(service::repair_lineage(&store).unwrap(), 10);
+    assert_eq!(crate::state::repair_lineage(&store, 5).unwrap(), 10);
     let d = store
         .mentions(&mention_key("deployment", "d"), 0, 10)
         .unwrap();
@@ -239,7 +252,7 @@ fn reindex_repairs_a_lineage_index_that_lost_keys() {
             .unwrap(),
         vec![(3, Role::Subject)]
     );
-    assert_eq!(service::repair_lineage(&store).unwrap(), 0);
+    assert_eq!(crate::state::repair_lineage(&store, 5).unwrap(), 0);
 }
 
 #[test]

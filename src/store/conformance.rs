@@ -9,7 +9,7 @@ fn entry(i: u64) -> NewEntry {
     event_id[8..].copy_from_slice(&i.to_be_bytes());
     NewEntry {
         leaf_hash: tree::leaf_hash(&bytes),
-        bytes,
+        bytes: std::sync::Arc::new(bytes),
         event_id,
         // Every entry mentions its parity as subject; every third also a
         // shared id as related.
@@ -87,8 +87,8 @@ fn check_contents(store: &dyn Store, size: u64) {
     let all = store.entries(0, size).unwrap();
     for (i, bytes) in all.iter().enumerate() {
         let e = entry(i as u64);
-        assert_eq!(bytes, &e.bytes);
-        assert_eq!(store.entry(i as u64).unwrap(), e.bytes);
+        assert_eq!(bytes, &*e.bytes);
+        assert_eq!(store.entry(i as u64).unwrap(), *e.bytes);
         assert_eq!(store.find_leaf(&e.leaf_hash).unwrap(), Some(i as u64));
         assert_eq!(store.find_event(&e.event_id).unwrap(), Some(i as u64));
     }
@@ -132,9 +132,12 @@ fn check_contents(store: &dyn Store, size: u64) {
 pub fn run(store: &dyn Store) {
     assert_eq!(store.tree_size().unwrap(), 0);
     assert_eq!(store.checkpoint().unwrap(), None);
-    assert_eq!(store.get_meta("origin").unwrap(), None);
-    store.put_meta("origin", b"log.example/x").unwrap();
-    assert_eq!(store.get_meta("origin").unwrap().unwrap(), b"log.example/x");
+    assert_eq!(store.get_meta(MetaKey::Origin).unwrap(), None);
+    store.put_meta(MetaKey::Origin, b"log.example/x").unwrap();
+    assert_eq!(
+        store.get_meta(MetaKey::Origin).unwrap().unwrap(),
+        b"log.example/x"
+    );
     // A new log stores its first (empty-tree) checkpoint with an empty batch.
     store
         .commit(&Batch {
@@ -191,5 +194,8 @@ fn rocks_store_conforms_and_survives_reopen() {
     };
     let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
     check_contents(&store, size);
-    assert_eq!(store.get_meta("origin").unwrap().unwrap(), b"log.example/x");
+    assert_eq!(
+        store.get_meta(MetaKey::Origin).unwrap().unwrap(),
+        b"log.example/x"
+    );
 }

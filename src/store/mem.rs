@@ -2,7 +2,8 @@
 //! benches. Not durable, by design.
 
 use super::{
-    check_contiguous, mention_full_key, mention_tail, Batch, EventId, Role, Store, StoreError,
+    check_contiguous, mention_full_key, mention_tail, Batch, EventId, MetaKey, Role, Store,
+    StoreError,
 };
 use crate::tree::{Hash, NodeId};
 use std::collections::BTreeSet;
@@ -108,7 +109,7 @@ impl Store for MemStore {
             for (prefix, role) in &e.mentions {
                 g.mentions.insert(mention_full_key(prefix, index, *role));
             }
-            g.entries.push(e.bytes.clone());
+            g.entries.push(e.bytes.to_vec());
         }
         for (id, h) in batch.nodes {
             let l = id.level as usize;
@@ -168,16 +169,16 @@ impl Store for MemStore {
         Ok(ids.iter().map(|id| g.events.get(id).copied()).collect())
     }
 
-    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.read()?.meta.get(key).cloned())
+    fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read()?.meta.get(key.as_str()).cloned())
     }
 
-    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), StoreError> {
         self.inner
             .write()
             .map_err(|_| StoreError::Engine("lock poisoned".into()))?
             .meta
-            .insert(key.to_string(), value.to_vec());
+            .insert(key.as_str().to_string(), value.to_vec());
         Ok(())
     }
 }

@@ -17,8 +17,14 @@
 //! - **Layout.** Node hashes are keyed by `(level, index)` so that a tile is
 //!   one range read ([`Store::node_range`]); entries by index so that an
 //!   entry bundle is one range read ([`Store::entries`]).
-//! - [`Store::put_meta`] is durable when it returns; it is for log identity
-//!   written once at creation (origin, verifier key).
+//! - **Metadata** ([`Store::put_meta`]) is durable when the call returns and
+//!   replaces the key's value atomically. Every key is a [`MetaKey`]; its doc
+//!   says who writes it and when. Besides the log's identity (written once)
+//!   it holds *snapshots of derived state*: values computed from the entries
+//!   alone (tokens, keys, the registry), each recording the tree size it
+//!   covers. A snapshot is a cache, never the truth: one that is missing,
+//!   old or lost in a crash costs only a longer fold over the entries after
+//!   it, and `modeltrail reindex` rebuilds and checks it from the entries.
 
 mod mem;
 mod rocks;
@@ -30,6 +36,37 @@ use crate::tree::{Hash, HashReader, NodeId, TreeError};
 
 /// A 16-byte event id (UUID).
 pub type EventId = [u8; 16];
+
+/// Every metadata key the project stores, in one place.
+///
+/// | key | value | written |
+/// |---|---|---|
+/// | `Origin` | the log's origin (UTF-8) | once, when the log is created |
+/// | `VerifierKey` | the log's verifier key string | once, when the log is created |
+/// | `WitnessedCheckpoint` | the last cosigned checkpoint published | replaced by the witness collector; its size only grows |
+/// | `DerivedState` | snapshot of the derived state (JSON) with the tree size it covers | replaced from time to time and at shutdown |
+/// | `LegacyAccessTokens` | the token table of earlier versions (JSON) | never any more; read to find the hashes of tokens granted before grants carried them |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaKey {
+    Origin,
+    VerifierKey,
+    WitnessedCheckpoint,
+    DerivedState,
+    LegacyAccessTokens,
+}
+
+impl MetaKey {
+    /// The key's name in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetaKey::Origin => "origin",
+            MetaKey::VerifierKey => "verifier_key",
+            MetaKey::WitnessedCheckpoint => "witnessed_checkpoint",
+            MetaKey::DerivedState => "derived_state",
+            MetaKey::LegacyAccessTokens => "access_tokens",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +89,8 @@ pub struct MemoryUsage {
 /// One new leaf.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
-    pub bytes: Vec<u8>,
+    /// The leaf bytes, shared with the receipt that will embed them.
+    pub bytes: std::sync::Arc<Vec<u8>>,
     pub leaf_hash: Hash,
     pub event_id: EventId,
     /// What the entry mentions, for the lineage index: each a
@@ -163,8 +201,9 @@ pub trait Store: Send + Sync + 'static {
     /// `reindex` repairs the lineage index from the entries alone.
     fn put_mentions(&self, items: &[(u64, Vec<u8>, Role)]) -> Result<(), StoreError>;
 
-    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Replace a metadata value, atomically and durably.
+    fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), StoreError>;
 
     /// Memory the engine reports using: block cache, memtables, table
     /// readers (bytes). For metrics; empty where the engine has none.

@@ -6,7 +6,8 @@
 //! | `nodes` | level (u8) ‖ index (u64 BE) | 32-byte hash |
 //! | `leaf_index` | leaf hash | index (u64 BE) |
 //! | `event_index` | event id (16 bytes) | index (u64 BE) |
-//! | `default` | meta key | meta value (tree size, checkpoint, identity) |
+//! | `mentions` | type ‖ 0 ‖ id ‖ 0 ‖ index (u64 BE) ‖ role | empty (the lineage index) |
+//! | `default` | `tree_size`, `checkpoint`, `meta/<MetaKey>` | tree size, checkpoint, metadata |
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. RocksDB's memory is bounded by one number,
@@ -16,7 +17,7 @@
 //! holds more of the `nodes` column family and makes proofs on a large log
 //! faster; that is the trade-off to tune.
 
-use super::{check_contiguous, Batch, EventId, Store, StoreError};
+use super::{check_contiguous, Batch, EventId, MetaKey, Store, StoreError};
 use crate::tree::{Hash, NodeId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
@@ -182,7 +183,7 @@ impl Store for RocksStore {
         let mut wb = WriteBatch::default();
         for (i, e) in batch.entries.iter().enumerate() {
             let index = (batch.first_index + i as u64).to_be_bytes();
-            wb.put_cf(entries, index, &e.bytes);
+            wb.put_cf(entries, index, e.bytes.as_slice());
             wb.put_cf(leaf, e.leaf_hash, index);
             wb.put_cf(event, e.event_id, index);
             for (prefix, role) in &e.mentions {
@@ -328,15 +329,17 @@ impl Store for RocksStore {
         self.db.write_opt(wb, &wo).map_err(engine)
     }
 
-    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(format!("{META_PREFIX}{key}")).map_err(engine)
+    fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get(format!("{META_PREFIX}{}", key.as_str()))
+            .map_err(engine)
     }
 
-    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db
-            .put_opt(format!("{META_PREFIX}{key}"), value, &wo)
+            .put_opt(format!("{META_PREFIX}{}", key.as_str()), value, &wo)
             .map_err(engine)
     }
 }

@@ -19,13 +19,14 @@
 use super::{parse_size_body, AddCheckpoint, SIZE_CONTENT_TYPE};
 use crate::log::{Head, Log};
 use crate::note::{Checkpoint, Note, Signature, VerifierKey};
+use crate::store::MetaKey;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Where the last published cosigned checkpoint is stored.
-pub const META_KEY: &str = "witnessed_checkpoint";
+const META_KEY: MetaKey = MetaKey::WitnessedCheckpoint;
 /// Largest witness answer read.
 const MAX_ANSWER: usize = 64 * 1024;
 

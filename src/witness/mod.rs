@@ -8,7 +8,8 @@
 pub mod collector;
 pub mod service;
 
-use crate::note::{decode_hash_b64, parse_canonical_u64, MAX_NOTE_BYTES};
+use crate::encoding::parse_canonical_u64;
+use crate::note::{decode_hash_b64, MAX_NOTE_BYTES};
 use crate::tree::Hash;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

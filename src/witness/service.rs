@@ -13,7 +13,7 @@
 //! `evidence/` (a bounded number of files).
 
 use super::{AddCheckpoint, MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
-use crate::monitor::write_atomic;
+use crate::fsutil::{self, write_atomic, FileError};
 use crate::note::{Checkpoint, KeyKind, Note, SignerKey, VerifierKey};
 use crate::tree::{self, Hash};
 use axum::body::{Body, Bytes};
@@ -278,8 +278,7 @@ impl Witness {
             .key
             .cosign(note.text(), now)
             .map_err(|e| AddError::Storage(e.to_string()))?;
-        write_atomic(&log.path, &req.checkpoint)
-            .map_err(|e| AddError::Storage(format!("{}: {e}", log.path.display())))?;
+        write_atomic(&log.path, &req.checkpoint).map_err(|e| AddError::Storage(e.to_string()))?;
         *latest = Some(Latest {
             size: cp.size,
             root: cp.root,
@@ -301,7 +300,8 @@ impl Witness {
         );
         let path = self.evidence_dir.join(name);
         let saved = std::fs::create_dir_all(&self.evidence_dir)
-            .and_then(|_| write_atomic(&path, &req.encode()));
+            .map_err(|e| e.to_string())
+            .and_then(|_| write_atomic(&path, &req.encode()).map_err(|e| e.to_string()));
         match saved {
             Ok(()) => tracing::warn!(
                 origin,
@@ -398,40 +398,56 @@ pub struct WitnessOptions {
     pub logs: Vec<VerifierKey>,
 }
 
+/// Why a witness could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("{addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// Load the cosigner key from the data directory, or make it on first
 /// start (owner-only file). Returns the key and whether it was made.
-pub fn load_or_create_key(dir: &Path, name: Option<&str>) -> Result<(SignerKey, bool), String> {
+pub fn load_or_create_key(dir: &Path, name: Option<&str>) -> Result<(SignerKey, bool), StartError> {
     use crate::note::KeyName;
-    use crate::server::{read_secret, write_secret};
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
+    fsutil::private_dir(dir)?;
     let key_path = dir.join(KEY_FILE);
+    let key_err = |message: String| StartError::Key {
+        path: key_path.clone(),
+        message,
+    };
     let (key, created) = if key_path.exists() {
-        let k = SignerKey::parse(&read_secret(&key_path).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("{}: {e}", key_path.display()))?;
+        let k = SignerKey::parse(&fsutil::read_secret(&key_path)?)
+            .map_err(|e| key_err(e.to_string()))?;
         if let Some(n) = name.filter(|n| *n != k.name().as_str()) {
-            return Err(format!(
-                "{} holds the key of witness {}, not {n}",
-                key_path.display(),
+            return Err(key_err(format!(
+                "holds the key of witness {}, not {n}",
                 k.name()
-            ));
+            )));
         }
         (k, false)
     } else {
-        let name = KeyName::new(name.unwrap_or(DEFAULT_NAME)).map_err(|e| e.to_string())?;
-        let k = SignerKey::generate_cosigner(name).map_err(|e| e.to_string())?;
-        write_secret(&key_path, &format!("{}\n", k.encode_secret())).map_err(|e| e.to_string())?;
+        let name =
+            KeyName::new(name.unwrap_or(DEFAULT_NAME)).map_err(|e| key_err(e.to_string()))?;
+        let k = SignerKey::generate_cosigner(name).map_err(|e| key_err(e.to_string()))?;
+        fsutil::write_secret(&key_path, &format!("{}\n", k.encode_secret()))?;
         (k, true)
     };
     if key.kind() != KeyKind::CosignatureV1 {
-        return Err(format!("{} is not a cosigner key", key_path.display()));
+        return Err(key_err("is not a cosigner key".into()));
     }
-    let vkey_path = dir.join(VKEY_FILE);
-    std::fs::write(&vkey_path, format!("{}\n", key.verifier()))
-        .map_err(|e| format!("{}: {e}", vkey_path.display()))?;
+    fsutil::write_atomic(
+        &dir.join(VKEY_FILE),
+        format!("{}\n", key.verifier()).as_bytes(),
+    )?;
     Ok((key, created))
 }
 
@@ -452,16 +468,17 @@ impl RunningWitness {
 }
 
 /// Open the witness state and start serving.
-pub async fn start(opts: &WitnessOptions) -> Result<RunningWitness, String> {
+pub async fn start(opts: &WitnessOptions) -> Result<RunningWitness, StartError> {
     let (key, created_key) = load_or_create_key(&opts.data_dir, opts.name.as_deref())?;
-    let witness =
-        Arc::new(Witness::open(&opts.data_dir, key, opts.logs.clone()).map_err(|e| e.to_string())?);
+    let witness = Arc::new(Witness::open(&opts.data_dir, key, opts.logs.clone())?);
+    let listen_err = |source| StartError::Listen {
+        addr: opts.listen,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("{}: {e}", opts.listen))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("{}: {e}", opts.listen))?;
+        .map_err(listen_err)?;
+    let addr = listener.local_addr().map_err(listen_err)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(witness.clone());
     let task = tokio::spawn(async move {

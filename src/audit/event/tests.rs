@@ -21,18 +21,18 @@ fn prep(v: &Value) -> Result<Prepared, EventError> {
 fn assigns_uuid_v7_and_canonicalizes() {
     let p = prep(&good()).unwrap();
     assert!(!p.client_id);
-    assert_eq!(p.event_id.get_version_num(), 7);
+    assert_eq!(p.event_id().get_version_num(), 7);
     let text = String::from_utf8(p.canonical.clone()).unwrap();
     // JCS: sorted keys, no whitespace.
     assert!(text.starts_with(
         "{\"action\":\"promote\",\"actor\":{\"id\":\"mlops.alex\",\"type\":\"user\"}"
     ));
-    assert!(text.contains(&format!("\"event_id\":\"{}\"", p.event_id)));
+    assert!(text.contains(&format!("\"event_id\":\"{}\"", p.event_id())));
     assert_eq!(p.leaf_hash, crate::tree::leaf_hash(&p.canonical));
     // The canonical form is a fixed point, and whitespace or key order in
     // the submission does not change it.
     let mut v = good();
-    v["event_id"] = json!(p.event_id.to_string());
+    v["event_id"] = json!(p.event_id().to_string());
     let again = prepare(serde_json::to_string_pretty(&v).unwrap().as_bytes()).unwrap();
     assert!(again.client_id);
     assert_eq!(again.canonical, p.canonical);

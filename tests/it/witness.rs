@@ -3,11 +3,9 @@
 //! that collects cosignatures, serves the cosigned checkpoint, hands out
 //! receipts that carry them, and keeps appending while a witness is down.
 
-mod common;
-
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use common::*;
 use modeltrail::note::{Checkpoint, KeyName, SignerKey, VerifierKey};
 use modeltrail::server::{self, ServerConfig};
 use modeltrail::verify::{self, Failure, Policy};

@@ -4,9 +4,7 @@
 //! model state derived from the log, and `reindex` rebuilding it from the
 //! log alone, identical.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use modeltrail::registry::{Gate, Policy};
 use modeltrail::verify::{self, Policy as Trust};
 use serde_json::{json, Value};
@@ -324,7 +322,6 @@ async fn gates_deny_and_log_refusals_and_state_comes_from_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reindex_notices_a_state_that_is_not_the_logs() {
-    use modeltrail::registry::service;
     use modeltrail::store::{RocksOptions, RocksStore};
     let mut s = start().await;
     let e = ev("register", ("user", "admin"), "m:v1", json!({}));
@@ -346,9 +343,9 @@ async fn reindex_notices_a_state_that_is_not_the_logs() {
                 Err(e) => panic!("{e}"),
             }
         };
-        let mut snap = service::stored(&store).unwrap().unwrap();
-        snap.state.versions.get_mut("m:v1").unwrap().stage = "production".into();
-        service::save(&store, &snap).unwrap();
+        let mut snap = modeltrail::state::Snapshot::load(&store).unwrap().unwrap();
+        snap.registry.versions.get_mut("m:v1").unwrap().stage = "production".into();
+        snap.save(&store).unwrap();
     }
     let reindex = || {
         let out = std::process::Command::new(BIN)

@@ -2,9 +2,7 @@
 //! verification, online inclusion, consistency and full-log audits, and a
 //! monitor that catches a forked log and keeps evidence that verifies.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use modeltrail::note::Checkpoint;
 use modeltrail::server::{self, Overrides, ServerConfig};
 use std::path::Path;
@@ -215,7 +213,7 @@ async fn twin_servers() -> (TestServer, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    server::write_secret(
+    modeltrail::fsutil::write_secret(
         &data.join(server::KEY_FILE),
         &std::fs::read_to_string(a.dir.path().join("data").join(server::KEY_FILE)).unwrap(),
     )

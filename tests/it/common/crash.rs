@@ -23,6 +23,11 @@ pub struct Server {
 
 /// Start the binary and read its address and verifier key from stdout.
 pub fn spawn(bin: &str, data: &Path) -> Server {
+    spawn_with(bin, data, &[])
+}
+
+/// The same, with more arguments for `serve`.
+pub fn spawn_with(bin: &str, data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -33,6 +38,7 @@ pub fn spawn(bin: &str, data: &Path) -> Server {
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

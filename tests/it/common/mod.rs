@@ -2,6 +2,8 @@
 //! temporary directory, and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod crash;
+
 use modeltrail::note::VerifierKey;
 use modeltrail::server::{self, Overrides, Running, ServerConfig};
 use serde_json::{json, Value};

@@ -2,11 +2,10 @@
 //! prediction back to its dataset that verify offline, through the library
 //! and the command line; cycles end, long and wide traces are bounded.
 
-mod common;
-
-use common::*;
-use modeltrail::trace::{self, Bundle, MAX_NODES, MAX_PER_NODE};
+use crate::common::*;
+use modeltrail::trace::{self, MAX_NODES, MAX_PER_NODE};
 use modeltrail::verify::{Failure, Policy};
+use modeltrail::wire::TraceBundle as Bundle;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_modeltrail");
@@ -154,7 +153,7 @@ async fn a_prediction_traces_back_to_its_dataset_and_verifies_offline() {
     assert!(!b.truncated);
     let policy = Policy::log_only(s.vkey.clone());
     let bytes = serde_json::to_vec(&bundle).unwrap();
-    let checked = trace::verify(&policy, &bytes).unwrap();
+    let checked = trace::check(&policy, &bytes).unwrap();
     assert_eq!(checked.tree_size, b.tree_size);
     let text = trace::render(&b);
     assert!(text.starts_with("prediction:P3"), "{text}");
@@ -164,25 +163,25 @@ async fn a_prediction_traces_back_to_its_dataset_and_verifies_offline() {
     let mut t = bundle.clone();
     t["entries"][2]["event"]["actor"]["id"] = json!("mallory");
     assert!(matches!(
-        trace::verify(&policy, &serde_json::to_vec(&t).unwrap()),
+        trace::check(&policy, &serde_json::to_vec(&t).unwrap()),
         Err(Failure::Invalid(_))
     ));
     let mut t = bundle.clone();
     t["nodes"][3]["links"] = json!([]);
     assert!(matches!(
-        trace::verify(&policy, &serde_json::to_vec(&t).unwrap()),
+        trace::check(&policy, &serde_json::to_vec(&t).unwrap()),
         Err(Failure::Invalid(_))
     ));
     let mut t = bundle.clone();
     t["nodes"].as_array_mut().unwrap().remove(1);
     assert!(matches!(
-        trace::verify(&policy, &serde_json::to_vec(&t).unwrap()),
+        trace::check(&policy, &serde_json::to_vec(&t).unwrap()),
         Err(Failure::Invalid(_))
     ));
     let mut t = bundle.clone();
     t["entries"][0]["inclusion_proof"][0] = json!("zz");
     assert!(matches!(
-        trace::verify(&policy, &serde_json::to_vec(&t).unwrap()),
+        trace::check(&policy, &serde_json::to_vec(&t).unwrap()),
         Err(Failure::Malformed(_))
     ));
 
@@ -240,7 +239,7 @@ async fn cycles_end_and_long_or_wide_traces_are_bounded() {
     let b: Bundle = serde_json::from_value(b).unwrap();
     assert_eq!(b.nodes.len(), 2);
     assert!(b.notes.iter().any(|n| n.contains("cycle")), "{:?}", b.notes);
-    trace::verify(
+    trace::check(
         &Policy::log_only(s.vkey.clone()),
         &serde_json::to_vec(&b).unwrap(),
     )
@@ -274,11 +273,11 @@ async fn cycles_end_and_long_or_wide_traces_are_bounded() {
     let long: Bundle = serde_json::from_value(long).unwrap();
     assert!(long.truncated);
     assert_eq!(long.nodes.len(), MAX_NODES);
-    trace::verify(&policy, &serde_json::to_vec(&long).unwrap()).unwrap();
+    trace::check(&policy, &serde_json::to_vec(&long).unwrap()).unwrap();
     let (_, wide) = s.get_json("/v1/trace/wide/w").await;
     let wide: Bundle = serde_json::from_value(wide).unwrap();
     assert!(wide.truncated && wide.nodes[0].truncated);
     assert_eq!(wide.nodes[0].entries.len(), MAX_PER_NODE);
-    trace::verify(&policy, &serde_json::to_vec(&wide).unwrap()).unwrap();
+    trace::check(&policy, &serde_json::to_vec(&wide).unwrap()).unwrap();
     s.stop().await;
 }

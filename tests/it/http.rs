@@ -1,8 +1,6 @@
 //! The HTTP API end to end: a real server, a real RocksDB, a real client.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use modeltrail::note::{Checkpoint, TlogProof};
 use modeltrail::tree::{leaf_hash, verify_consistency, verify_inclusion};
 use serde_json::{json, Value};

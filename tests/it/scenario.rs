@@ -2,10 +2,8 @@
 //! a test against a real server with the example's gates, so the README's
 //! walk through cannot silently break.
 
-mod common;
-
-#[path = "../examples/scenario.rs"]
-mod scenario;
+#[path = "../../examples/scenario.rs"]
+mod example;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_scenario_runs_end_to_end_twice() {
@@ -15,9 +13,9 @@ async fn the_example_scenario_runs_end_to_end_twice() {
     let file: modeltrail::server::FileConfig = toml::from_str(&text).unwrap();
     let gates = file.registry.unwrap();
     assert_eq!(gates.production.min_approvals, 2);
-    let mut s = common::start_with(|c| c.registry = gates.clone()).await;
+    let mut s = crate::common::start_with(|c| c.registry = gates.clone()).await;
     for _ in 0..2 {
-        let tree = scenario::run(&s.base, &s.token, &s.vkey).await.unwrap();
+        let tree = example::run(&s.base, &s.token, &s.vkey).await.unwrap();
         assert!(tree.starts_with("prediction:P2-"), "{tree}");
         for node in [
             "deployment:",

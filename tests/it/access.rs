@@ -2,9 +2,7 @@
 //! admin (and logged), each action needing its role, the actor bound to the
 //! caller, and tokens that survive a restart stored only as hashes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use modeltrail::server::{self, ServerConfig};
 use modeltrail::verify::{self, Policy};
 use serde_json::{json, Value};

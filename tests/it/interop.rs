@@ -3,9 +3,7 @@
 //! (signatures, both directions) and `tlog_tiles` (checkpoints, proofs and
 //! the served tiles, through its own tile reader).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use modeltrail::note::{Checkpoint, KeyName, Note, SignerKey, VerifierKey};
 use modeltrail::tree::{
     self, consistency_plan, inclusion_plan, leaf_hash, HashReader, NodeId, RightEdge, TreeError,

@@ -1,0 +1,103 @@
+//! `POST /v1/events`: append one event and answer with its receipt.
+
+use super::extract::Query;
+use super::{bearer, blocking, receipt, ApiError, AppState, MAX_BODY_BYTES};
+use crate::audit::event::{self, EventError};
+use crate::error::Error;
+use crate::ledger::Submitted;
+use crate::wire;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+fn prepare_error(e: EventError) -> Error {
+    match e {
+        EventError::TooLarge(_) => Error::TooLarge(e.to_string()),
+        EventError::Json(_) => Error::bad("invalid_json", e.to_string()),
+        EventError::Field { .. } => Error::bad("invalid_event", e.to_string()),
+    }
+}
+
+pub(super) async fn append(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Fail fast on a bad token, before reading the body; the ledger checks
+    // the token again when it appends.
+    let token = bearer(&headers)?;
+    st.ledger.authenticate(token).await?;
+    let q = Query::parse(q.as_deref(), &["wait"])?;
+    let wait_witnessed = match q.str("wait") {
+        None => false,
+        Some("witnessed") => true,
+        Some(_) => return Err(Error::bad("bad_query", "wait must be \"witnessed\"").into()),
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(
+            Error::UnsupportedMediaType("Content-Type must be application/json".into()).into(),
+        );
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
+    let prepared = event::prepare(&bytes).map_err(prepare_error)?;
+    let r = match st.ledger.submit(token, prepared).await? {
+        Submitted::Accepted(r) => r,
+        Submitted::Denied {
+            reasons,
+            receipt: deny,
+        } => {
+            let body = wire::ErrorBody {
+                error: wire::ErrorDetail {
+                    code: "denied".into(),
+                    message: format!("refused by the registry's rules: {}", reasons.join("; ")),
+                    reasons,
+                },
+                deny_receipt: Some(receipt(&deny, None)?),
+            };
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
+        }
+    };
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    if !wait_witnessed {
+        return Ok((status, Json(receipt(&r, None)?)).into_response());
+    }
+    // The event is durable; now wait (bounded) for a cosigned checkpoint
+    // that covers it. On time-out the log-signed receipt is still valid.
+    let index = r.index;
+    let head = match st.witnessed.clone() {
+        Some(mut rx) => tokio::time::timeout(st.limits.witness_wait, async move {
+            rx.wait_for(|h| h.size > index)
+                .await
+                .ok()
+                .map(|h| h.clone())
+        })
+        .await
+        .ok()
+        .flatten(),
+        None => None,
+    };
+    let (r, witnessed) = match head {
+        Some(head) => {
+            let created = r.created;
+            let mut w = blocking(&st.log, move |log| log.receipt_at(index, head)).await?;
+            w.created = created;
+            (w, true)
+        }
+        None => (r, false),
+    };
+    Ok((status, Json(receipt(&r, Some(witnessed))?)).into_response())
+}

@@ -1,0 +1,301 @@
+//! What the `modeltrail` command does, as library functions: the binary
+//! parses arguments, calls one of these and prints the result. Each
+//! returns a value to print, or an error that says what failed.
+//!
+//! Verification commands return [`AuditError`], whose exit code says
+//! whether the input was malformed (2), failed verification (1) or could
+//! not be fetched (3).
+
+use crate::audit::event::parse_strict;
+use crate::audit::signature;
+use crate::auditor::{self, AuditError};
+use crate::client::{Client, ClientError};
+use crate::fsutil::{self, FileError};
+use crate::note::{KeyName, SignerKey, VerifierKey};
+use crate::state::{self, Reindexed, StateError};
+use crate::store::{RocksOptions, RocksStore, StoreError};
+use crate::trace::{self, TraceCheck};
+use crate::verify::{self, Failure, Policy};
+use crate::wire;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{path}: {source} (is the server still running?)")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// A file's bytes, or standard input for `-`.
+pub fn read_input(file: &str) -> Result<Vec<u8>, CliError> {
+    let read = |r: std::io::Result<Vec<u8>>| {
+        r.map_err(|source| CliError::Read {
+            path: file.to_string(),
+            source,
+        })
+    };
+    if file == "-" {
+        let mut b = Vec::new();
+        read(std::io::stdin().read_to_end(&mut b).map(|_| b))
+    } else {
+        read(std::fs::read(file))
+    }
+}
+
+/// A key string, or a file holding one.
+pub fn read_key(arg: &str) -> Result<VerifierKey, Failure> {
+    let text = std::fs::read_to_string(arg).unwrap_or_else(|_| arg.to_string());
+    VerifierKey::parse(text.trim()).map_err(|e| Failure::Malformed(format!("{arg}: {e}")))
+}
+
+/// A trust policy from key strings or files.
+pub fn policy(vkey: &str, witnesses: &[String], min_witnesses: usize) -> Result<Policy, Failure> {
+    let p = Policy {
+        log_key: read_key(vkey)?,
+        witnesses: witnesses
+            .iter()
+            .map(|w| read_key(w))
+            .collect::<Result<_, _>>()?,
+        min_witnesses,
+    };
+    p.check()?;
+    Ok(p)
+}
+
+fn file_bytes(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::Malformed(format!("{}: {e}", path.display())))
+}
+
+/// `, cosigned by a, b` or nothing.
+pub fn witnessed(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(", cosigned by {}", names.join(", "))
+    }
+}
+
+/// `keygen`: a new signer key and its verifier key.
+pub fn keygen(origin: &str, cosigner: bool) -> Result<(String, String), CliError> {
+    let name = KeyName::new(origin).map_err(|e| CliError::Input(e.to_string()))?;
+    let k = if cosigner {
+        SignerKey::generate_cosigner(name)
+    } else {
+        SignerKey::generate(name)
+    }
+    .map_err(|e| CliError::Input(e.to_string()))?;
+    Ok((k.encode_secret(), k.verifier().to_string()))
+}
+
+/// `sign keygen`: write a service's Ed25519 seed owner-only; returns the
+/// public key (base64) to register.
+pub fn sign_keygen(out: &Path) -> Result<String, CliError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| CliError::Input(e.to_string()))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    fsutil::write_secret(out, &format!("{}\n", B64.encode(seed)))?;
+    Ok(B64.encode(key.verifying_key().as_bytes()))
+}
+
+/// `sign event`: the event with `integrity.signature` set.
+pub fn sign_event(key: &Path, file: &str) -> Result<serde_json::Value, CliError> {
+    let seed = fsutil::read_secret(key)?;
+    let seed: [u8; 32] = B64
+        .decode(seed.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| {
+            CliError::Input(format!("{}: not base64 of a 32-byte key", key.display()))
+        })?;
+    let value =
+        parse_strict(&read_input(file)?).map_err(|e| CliError::Input(format!("{file}: {e}")))?;
+    signature::sign(&value, &ed25519_dalek::SigningKey::from_bytes(&seed))
+        .map_err(|e| CliError::Input(e.to_string()))
+}
+
+/// `submit`: append an event; returns the receipt (and writes the offline
+/// receipt and the stored event where asked).
+pub async fn submit(
+    client: &Client,
+    body: Vec<u8>,
+    witnessed: bool,
+    proof_out: Option<&Path>,
+    event_out: Option<&Path>,
+) -> Result<wire::Receipt, CliError> {
+    let (_, receipt) = client.submit_with(body, witnessed).await?;
+    if let Some(path) = proof_out {
+        fsutil::write_atomic(path, receipt.tlog_proof.as_bytes())?;
+    }
+    if let Some(path) = event_out {
+        fsutil::write_atomic(path, receipt.event.get().as_bytes())?;
+    }
+    Ok(receipt)
+}
+
+/// `reindex`: rebuild the derived state from the entries (server stopped).
+pub fn reindex(data_dir: &Path) -> Result<Reindexed, CliError> {
+    let db = data_dir.join("db");
+    let store =
+        RocksStore::open(&db, &RocksOptions::default()).map_err(|source| CliError::Store {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+    Ok(state::reindex(&store)?)
+}
+
+/// `verify receipt`: an offline receipt for an event, no network.
+pub fn verify_receipt(policy: &Policy, event: &Path, receipt: &Path) -> Result<String, AuditError> {
+    let r = verify::receipt(policy, &file_bytes(event)?, &file_bytes(receipt)?)?;
+    Ok(format!(
+        "event is entry {} of {} (tree size {}, leaf {}){}",
+        r.index,
+        policy.origin(),
+        r.checkpoint.checkpoint.size,
+        crate::encoding::hex32(&r.leaf_hash),
+        witnessed(&r.checkpoint.witnesses)
+    ))
+}
+
+/// `verify inclusion`: an entry (by index, or an event file by its leaf
+/// hash) is in the current signed checkpoint.
+pub async fn verify_inclusion(
+    client: &Client,
+    policy: &Policy,
+    index: Option<u64>,
+    event: Option<&Path>,
+) -> Result<String, AuditError> {
+    let leaf = match event {
+        Some(f) => Some(verify::event_leaf(&file_bytes(f)?)?.1),
+        None => None,
+    };
+    let (cp, index, leaf) = auditor::inclusion(client, policy, index, leaf).await?;
+    Ok(format!(
+        "entry {index} (leaf {}) is in the signed tree of size {}{}",
+        crate::encoding::hex32(&leaf),
+        cp.checkpoint.size,
+        witnessed(&cp.witnesses)
+    ))
+}
+
+/// `verify consistency`: the current checkpoint extends a saved one.
+pub async fn verify_consistency(
+    client: &Client,
+    policy: &Policy,
+    old: &Path,
+) -> Result<String, AuditError> {
+    let old = policy.open_checkpoint(&file_bytes(old)?)?;
+    let new = auditor::checkpoint(client, policy).await?;
+    auditor::prove_consistency(client, &old.checkpoint, &new.checkpoint).await?;
+    Ok(format!(
+        "the tree of size {} extends the one of size {}",
+        new.checkpoint.size, old.checkpoint.size
+    ))
+}
+
+/// `verify signature`: an event's signature against a service's key.
+pub fn verify_signature(event: &Path, public_key: &str) -> Result<String, AuditError> {
+    use signature::SignatureError;
+    let text = std::fs::read_to_string(public_key).unwrap_or_else(|_| public_key.to_string());
+    let key =
+        signature::parse_public_key(text.trim()).map_err(|e| Failure::Malformed(e.to_string()))?;
+    let value =
+        parse_strict(&file_bytes(event)?).map_err(|e| Failure::Malformed(format!("event: {e}")))?;
+    match signature::verify(&value, &key) {
+        Ok(()) => Ok(format!(
+            "the event {} is signed by this key",
+            value["event_id"].as_str().unwrap_or("?")
+        )),
+        Err(SignatureError::Invalid) => {
+            Err(Failure::Invalid(SignatureError::Invalid.to_string()).into())
+        }
+        Err(e) => Err(Failure::Malformed(e.to_string()).into()),
+    }
+}
+
+/// The one-line result of a verified trace.
+pub fn trace_summary(t: &TraceCheck) -> String {
+    format!(
+        "{} entries on {} nodes, each in the signed tree of size {}{}{}",
+        t.bundle.entries.len(),
+        t.bundle.nodes.len(),
+        t.tree_size,
+        witnessed(&t.witnesses),
+        if t.bundle.truncated {
+            " (truncated)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `verify trace`: a saved bundle, offline.
+pub fn verify_trace(policy: &Policy, bundle: &Path) -> Result<TraceCheck, AuditError> {
+    Ok(trace::check(policy, &file_bytes(bundle)?)?)
+}
+
+/// Percent-encode a path segment (ids may hold any printable character).
+pub fn url_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `trace`: fetch a bundle, verify it, and save it if asked.
+pub async fn fetch_trace(
+    client: &Client,
+    policy: &Policy,
+    kind: &str,
+    id: &str,
+    save: Option<&Path>,
+) -> Result<TraceCheck, AuditError> {
+    let path = format!("/v1/trace/{}/{}", url_segment(kind), url_segment(id));
+    let bytes = client.get_bytes(&path).await.map_err(|e| {
+        if e.is_client_error() {
+            AuditError::from(Failure::Malformed(e.to_string()))
+        } else {
+            AuditError::Fetch(e)
+        }
+    })?;
+    let t = trace::check(policy, &bytes)?;
+    if let Some(f) = save {
+        fsutil::write_atomic(f, &bytes).map_err(|e| Failure::Malformed(e.to_string()))?;
+    }
+    Ok(t)
+}
+
+/// `verify log`: download and recompute the whole log.
+pub async fn verify_log(
+    client: &Client,
+    policy: &Policy,
+    progress: &dyn Fn(u64, u64),
+) -> Result<String, AuditError> {
+    let a = auditor::audit_log(client, policy, progress).await?;
+    Ok(format!(
+        "all {} entries and {} tiles hash to the signed root of {}{}",
+        a.entries,
+        a.tiles,
+        policy.origin(),
+        witnessed(&a.checkpoint.witnesses)
+    ))
+}

@@ -1,0 +1,107 @@
+//! Text encodings shared by every layer: lowercase hex of 32-byte hashes
+//! (the JSON API's form, design §1) and canonical decimal numbers (paths,
+//! query strings, checkpoints, tiles).
+//!
+//! Pure: no I/O. Parsers are strict and fail closed: a value has exactly
+//! one accepted spelling, so two programs never disagree on what was meant.
+
+/// A 32-byte hash (same as [`crate::tree::Hash`], kept here so that this
+/// module depends on nothing).
+pub type Hash32 = [u8; 32];
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex of a hash. Table-driven: this runs several times per
+/// receipt, and a generic char iterator showed in profiles.
+pub fn hex32(h: &Hash32) -> String {
+    let mut out = String::with_capacity(64);
+    for b in h {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Lowercase hex of any bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Exactly 64 lowercase hex digits.
+pub fn parse_hex32(s: &str) -> Option<Hash32> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// True if `s` is 64 lowercase hex digits.
+pub fn is_hex32(s: &str) -> bool {
+    parse_hex32(s).is_some()
+}
+
+/// Parse a canonical ASCII decimal u64: digits only, no sign, no leading
+/// zeros unless the number is 0, no overflow.
+pub fn parse_canonical_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_strictness() {
+        let h: Hash32 = core::array::from_fn(|i| (i * 37) as u8);
+        let s = hex32(&h);
+        assert_eq!(s, hex(&h));
+        assert_eq!(parse_hex32(&s), Some(h));
+        assert_eq!(parse_hex32(&s.to_uppercase()), None);
+        assert_eq!(parse_hex32(&s[..62]), None);
+        assert_eq!(parse_hex32(&format!("{s}00")), None);
+        assert_eq!(parse_hex32(&format!("{}g", &s[..63])), None);
+    }
+
+    #[test]
+    fn canonical_numbers() {
+        assert_eq!(parse_canonical_u64("0"), Some(0));
+        assert_eq!(parse_canonical_u64("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "00",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "18446744073709551616",
+            "1e3",
+        ] {
+            assert_eq!(parse_canonical_u64(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The one path into the log for everything above the core: a submitted
+//! event, an event the server records itself (a refusal, an archive, an
+//! access change). It authenticates the caller, applies the access rules
+//! and the registry's gates, appends through [`Log`], and folds what it
+//! appended into the derived state ([`crate::state`]).
+//!
+//! # Ordering
+//!
+//! The derived state is held behind two locks, always taken in this order:
+//!
+//! 1. **access** (read/write): every append holds it for reading from the
+//!    moment its token is checked until its entry is durable; an access
+//!    change (grant, role change, revocation, key registration) holds it
+//!    for writing. So an access change waits for the appends already
+//!    authorised, and every append after it is checked against it: an
+//!    event can never land in the log after the `revoke_access` of the
+//!    token that appended it.
+//! 2. **registry** (exclusive): registry events are decided and appended
+//!    one at a time, so a decision sees every registry event before it.
+//!
+//! Events that no state folds (`predict`, a team's own actions) take only
+//! the first lock, for reading, and never wait for each other.
+//!
+//! # Faults
+//!
+//! An append that fails may or may not have reached the log (the sequencer
+//! reloads from the store and the store is the truth). The state it would
+//! have changed is then marked dirty and brought up to date from the
+//! entries before its next use, with the same fold that runs at start.
+
+use crate::access::{AccessState, Caller, NewToken, RegisteredKey, TokenRecord};
+use crate::audit::event::now_rfc3339;
+use crate::audit::vocab::{Action, Principal};
+use crate::audit::{Event, Fold, Prepared, Record};
+use crate::error::Error;
+use crate::log::{Log, Receipt};
+use crate::registry::{self, Policy, Refusal};
+use crate::state::{self, Snapshot, StateError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, RwLock};
+
+/// A derived state with the tree size it is known to cover.
+struct Tracked<S> {
+    state: S,
+    /// The state is the fold of the entries `[0, indexed)`, and no entry
+    /// from `indexed` to the head changes it (unless `dirty`).
+    indexed: u64,
+    /// An append that would have changed it failed: some entry at or after
+    /// `indexed` may change it.
+    dirty: bool,
+}
+
+/// The outcome of a submission.
+pub enum Submitted {
+    Accepted(Receipt),
+    /// Refused by the registry's gates; the refusal was logged.
+    Denied {
+        reasons: Vec<String>,
+        receipt: Receipt,
+    },
+}
+
+/// A token just made: the secret (shown once), its record and the receipt
+/// of its `grant_access` event.
+pub struct Granted {
+    pub secret: String,
+    pub record: TokenRecord,
+    pub receipt: Receipt,
+}
+
+/// When snapshots of the derived state are written.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotPolicy {
+    /// Least time between two snapshots.
+    pub interval: Duration,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Ledger {
+    log: Arc<Log>,
+    admin_hash: [u8; 32],
+    policy: Policy,
+    access: RwLock<Tracked<AccessState>>,
+    registry: Mutex<Tracked<registry::State>>,
+    /// The tree size of the last snapshot written, and when.
+    saved: std::sync::Mutex<(u64, Instant)>,
+}
+
+fn tracked<S>(state: S, indexed: u64) -> Tracked<S> {
+    Tracked {
+        state,
+        indexed,
+        dirty: false,
+    }
+}
+
+impl Ledger {
+    /// Load the derived state (snapshot plus the entries after it) for
+    /// `log`. Blocking: it reads the entries since the last snapshot.
+    pub fn open(log: Arc<Log>, admin_token: &str, policy: Policy) -> Result<Ledger, StateError> {
+        let size = log.head().size;
+        let snap = state::open(log.store().as_ref(), size)?;
+        Ok(Ledger {
+            admin_hash: crate::access::admin_hash(admin_token),
+            policy,
+            access: RwLock::new(tracked(snap.access, size)),
+            registry: Mutex::new(tracked(snap.registry, size)),
+            saved: std::sync::Mutex::new((u64::MAX, Instant::now())),
+            log,
+        })
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Who a token stands for right now. Appends check again when they
+    /// append; this is for failing fast and for reads.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, Error> {
+        self.access
+            .read()
+            .await
+            .state
+            .authenticate(token, &self.admin_hash)
+    }
+
+    /// Append a client's event: its token must allow its action, its actor
+    /// must be the caller, a signature must verify, and a registry event
+    /// must pass the gates (a refusal is logged and returned as
+    /// [`Submitted::Denied`]).
+    pub async fn submit(&self, token: &str, p: Prepared) -> Result<Submitted, Error> {
+        let access = self.access.read().await;
+        let caller = access.state.authenticate(token, &self.admin_hash)?;
+        AccessState::check_event(&caller, &p.event)?;
+        access.state.check_signature(&p)?;
+        if p.event.fold() != Fold::Registry {
+            return Ok(Submitted::Accepted(self.log.append(p).await?));
+        }
+        let mut reg = self.registry.lock().await;
+        self.catch_up(&mut reg, Fold::Registry).await?;
+        // An identical resubmission gets its original receipt, whatever
+        // the state says now.
+        if p.client_id && self.log.find_event(p.event_id().as_bytes())?.is_some() {
+            return Ok(Submitted::Accepted(self.log.append(p).await?));
+        }
+        match reg.state.check(&p.event, &self.policy) {
+            Err(Refusal::Malformed(m)) => Err(Error::bad("invalid_event", m)),
+            Err(Refusal::Denied(reasons)) => {
+                let deny = Record::new(Action::Deny, p.event.subject.clone())
+                    .related_all(p.event.related.iter().cloned())
+                    .meta("attempted_action", p.event.action.as_str())
+                    .meta("attempted_event_id", p.event_id().to_string())
+                    .meta(
+                        "caller",
+                        serde_json::json!({"type": caller.principal.kind, "id": caller.principal.id}),
+                    )
+                    .meta("reasons", reasons.clone());
+                let receipt = self.record_registry(&mut reg, &deny).await?;
+                Ok(Submitted::Denied { reasons, receipt })
+            }
+            Ok(()) => {
+                let ev = p.event.clone();
+                let receipt = self.append_registry(&mut reg, p).await?;
+                if receipt.created {
+                    let follow = reg.state.follow_ups(&ev, receipt.index);
+                    apply_registry(&mut reg, receipt.index, &ev);
+                    for f in follow {
+                        self.record_registry(&mut reg, &f).await?;
+                    }
+                }
+                Ok(Submitted::Accepted(receipt))
+            }
+        }
+    }
+
+    /// Append through the log, marking the registry dirty on failure.
+    async fn append_registry(
+        &self,
+        reg: &mut Tracked<registry::State>,
+        p: Prepared,
+    ) -> Result<Receipt, Error> {
+        self.log.append(p).await.inspect_err(|_| reg.dirty = true)
+    }
+
+    /// Record a server event for the registry and fold it in.
+    async fn record_registry(
+        &self,
+        reg: &mut Tracked<registry::State>,
+        r: &Record,
+    ) -> Result<Receipt, Error> {
+        let p = server_event(r)?;
+        let ev = p.event.clone();
+        let receipt = self.append_registry(reg, p).await?;
+        apply_registry(reg, receipt.index, &ev);
+        Ok(receipt)
+    }
+
+    /// Record an access change (holding the access lock for writing) and
+    /// fold it in. `plan` decides from the current state.
+    async fn change_access(
+        &self,
+        token: &str,
+        plan: impl FnOnce(&AccessState, &Caller) -> Result<Record, Error>,
+    ) -> Result<(Caller, Receipt), Error> {
+        let mut access = self.access.write().await;
+        let caller = access.state.authenticate(token, &self.admin_hash)?;
+        if access.dirty {
+            self.catch_up_access(&mut access).await?;
+        }
+        let record = plan(&access.state, &caller)?;
+        let p = record
+            .prepare(&caller.principal, &now_rfc3339())
+            .map_err(|e| Error::bad("invalid_principal", format!("access event: {e}")))?;
+        let ev = p.event.clone();
+        let receipt = match self.log.append(p).await {
+            Ok(r) => r,
+            Err(e) => {
+                access.dirty = true;
+                return Err(e);
+            }
+        };
+        access.state.apply(receipt.index, &ev);
+        if !access.dirty {
+            access.indexed = access.indexed.max(receipt.index + 1);
+        }
+        Ok((caller, receipt))
+    }
+
+    /// Make a token (admin only); the `grant_access` event is appended
+    /// first, and the token works once it is durable.
+    pub async fn grant(&self, token: &str, req: NewToken) -> Result<Granted, Error> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| Error::Internal(e.to_string()))?;
+        let token_id = uuid::Uuid::now_v7().to_string();
+        let mut secret = String::new();
+        let (_, receipt) = self
+            .change_access(token, |st, caller| {
+                let (r, s) = st.plan_grant(caller, &req, raw, &token_id)?;
+                secret = s;
+                Ok(r)
+            })
+            .await?;
+        let record = self.access.read().await.state.token(&token_id)?.clone();
+        Ok(Granted {
+            secret,
+            record,
+            receipt,
+        })
+    }
+
+    /// Replace a live token's roles (admin only), logged as `grant_access`
+    /// with the previous roles.
+    pub async fn set_roles(
+        &self,
+        token: &str,
+        token_id: &str,
+        roles: &[String],
+    ) -> Result<(TokenRecord, Receipt), Error> {
+        let (_, receipt) = self
+            .change_access(token, |st, caller| {
+                st.plan_set_roles(caller, token_id, roles)
+            })
+            .await?;
+        let record = self.access.read().await.state.token(token_id)?.clone();
+        Ok((record, receipt))
+    }
+
+    /// Revoke a token (admin only), logged as `revoke_access`.
+    pub async fn revoke(
+        &self,
+        token: &str,
+        token_id: &str,
+    ) -> Result<(TokenRecord, Receipt), Error> {
+        let (_, receipt) = self
+            .change_access(token, |st, caller| st.plan_revoke(caller, token_id))
+            .await?;
+        let record = self.access.read().await.state.token(token_id)?.clone();
+        Ok((record, receipt))
+    }
+
+    /// A service registers a public key for its signed attestations,
+    /// logged as `register_key`.
+    pub async fn register_key(
+        &self,
+        token: &str,
+        public_key: &str,
+    ) -> Result<(Principal, RegisteredKey, Receipt), Error> {
+        let (caller, receipt) = self
+            .change_access(token, |st, caller| st.plan_register_key(caller, public_key))
+            .await?;
+        let key = self
+            .access
+            .read()
+            .await
+            .state
+            .keys_of(&caller.principal.id)
+            .iter()
+            .find(|k| k.index == receipt.index)
+            .cloned()
+            .ok_or_else(|| Error::Internal("registered key not in the state".into()))?;
+        Ok((caller.principal, key, receipt))
+    }
+
+    /// Every token record (admins and auditors).
+    pub async fn tokens(&self, token: &str) -> Result<Vec<TokenRecord>, Error> {
+        let access = self.access.read().await;
+        let caller = access.state.authenticate(token, &self.admin_hash)?;
+        AccessState::check_list(&caller)?;
+        Ok(access.state.tokens())
+    }
+
+    /// The keys a service has registered.
+    pub async fn keys_of(&self, service: &str) -> Vec<RegisteredKey> {
+        self.access.read().await.state.keys_of(service).to_vec()
+    }
+
+    /// A model version's state, and the tree size the state covers.
+    pub async fn version(&self, id: &str) -> Result<(Option<registry::Version>, u64), Error> {
+        let mut reg = self.registry.lock().await;
+        self.catch_up(&mut reg, Fold::Registry).await?;
+        let size = self.log.head().size.max(reg.indexed);
+        Ok((reg.state.version(id).cloned(), size))
+    }
+
+    /// Bring a dirty registry state up to date from the entries.
+    async fn catch_up(&self, reg: &mut Tracked<registry::State>, _: Fold) -> Result<(), Error> {
+        if !reg.dirty {
+            return Ok(());
+        }
+        let (from, mut state) = (reg.indexed, reg.state.clone());
+        let log = self.log.clone();
+        let (state, to) = tokio::task::spawn_blocking(move || {
+            let to = log.head().size;
+            state::for_each_folded(log.store().as_ref(), from, to, |i, ev| {
+                if ev.fold() == Fold::Registry {
+                    state.apply(i, ev)
+                }
+            })
+            .map(|()| (state, to))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        *reg = tracked(state, to);
+        Ok(())
+    }
+
+    /// Bring a dirty access state up to date from the entries.
+    async fn catch_up_access(&self, access: &mut Tracked<AccessState>) -> Result<(), Error> {
+        let (from, mut state) = (access.indexed, access.state.clone());
+        let log = self.log.clone();
+        let (state, to) = tokio::task::spawn_blocking(move || {
+            let to = log.head().size;
+            state::for_each_folded(log.store().as_ref(), from, to, |i, ev| {
+                if ev.fold() == Fold::Access {
+                    state.apply(i, ev)
+                }
+            })
+            .map(|()| (state, to))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        *access = tracked(state, to);
+        Ok(())
+    }
+
+    /// Store a snapshot of the derived state if the log grew since the
+    /// last one and `policy.interval` has passed (always, with `force`).
+    /// Returns the tree size the stored snapshot covers.
+    pub async fn snapshot(&self, policy: SnapshotPolicy, force: bool) -> Result<u64, Error> {
+        let head = self.log.head().size;
+        {
+            let saved = self
+                .saved
+                .lock()
+                .map_err(|_| Error::Internal("snapshot lock poisoned".into()))?;
+            if saved.0 == head || (!force && saved.1.elapsed() < policy.interval) {
+                return Ok(saved.0);
+            }
+        }
+        let bytes_and_size = {
+            let access = self.access.read().await;
+            if access.dirty {
+                // Caught up by the next access change; no snapshot until then.
+                return Ok(0);
+            }
+            let mut reg = self.registry.lock().await;
+            self.catch_up(&mut reg, Fold::Registry).await?;
+            // Under both locks no folded event is in flight, so the state
+            // is the fold of everything published.
+            let size = self.log.head().size;
+            let snap = Snapshot {
+                version: 1,
+                indexed: size,
+                access: access.state.clone(),
+                registry: reg.state.clone(),
+            };
+            (snap, size)
+        };
+        let (snap, size) = bytes_and_size;
+        let store = self.log.store().clone();
+        tokio::task::spawn_blocking(move || snap.save(store.as_ref()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        if let Ok(mut s) = self.saved.lock() {
+            *s = (size, Instant::now());
+        }
+        Ok(size)
+    }
+}
+
+fn apply_registry(reg: &mut Tracked<registry::State>, index: u64, ev: &Event) {
+    reg.state.apply(index, ev);
+    if !reg.dirty {
+        reg.indexed = reg.indexed.max(index + 1);
+    }
+}
+
+/// Prepare an event the server records as itself.
+fn server_event(r: &Record) -> Result<Prepared, Error> {
+    r.prepare(&Principal::server(), &now_rfc3339())
+        .map_err(|e| Error::Internal(format!("server event: {e}")))
+}

@@ -1,0 +1,148 @@
+//! Building a trace bundle from the log: a breadth-first walk back along
+//! `related` links from the start, each node's subject entries with their
+//! inclusion proofs against the head at the start of the walk.
+
+use super::{MAX_ENTRIES, MAX_NODES, MAX_PER_NODE};
+use crate::audit::{Event, Ref};
+use crate::error::Error;
+use crate::log::Log;
+use crate::log::MentionRole as Role;
+use crate::wire::{hexes, raw_event, TraceBundle, TraceEntry, TraceNode, TRACE_FORMAT};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Build the trace from `start` against the log's current head. Blocking.
+pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
+    let head = log.head();
+    let size = head.size;
+    let mut nodes: Vec<TraceNode> = Vec::new();
+    let mut entries: Vec<TraceEntry> = Vec::new();
+    // The links of each included entry, by index.
+    let mut links_of: HashMap<u64, Vec<Ref>> = HashMap::new();
+    let mut visited: HashSet<Ref> = HashSet::new();
+    let mut queue: VecDeque<Ref> = VecDeque::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    // Who first linked to each node, to tell a cycle from a shared ancestor.
+    let mut parent: HashMap<Ref, Ref> = HashMap::new();
+    visited.insert(start.clone());
+    queue.push_back(start.clone());
+    while let Some(r) = queue.pop_front() {
+        if nodes.len() == MAX_NODES {
+            truncated = true;
+            notes.push(format!(
+                "stopped at {MAX_NODES} nodes; {} more not visited",
+                queue.len() + 1
+            ));
+            break;
+        }
+        let (subject_of, node_truncated) = subject_entries(log, &r, size)?;
+        if nodes.is_empty() && subject_of.is_empty() {
+            return Err(Error::NotFound(format!("no entry has the subject {r}")));
+        }
+        if node_truncated {
+            truncated = true;
+            notes.push(format!(
+                "{r} has more than {MAX_PER_NODE} entries; the first {MAX_PER_NODE} are included"
+            ));
+        }
+        let mut node = TraceNode {
+            kind: r.kind.clone(),
+            id: r.id.clone(),
+            entries: Vec::new(),
+            links: Vec::new(),
+            truncated: node_truncated,
+        };
+        for index in subject_of {
+            if let std::collections::hash_map::Entry::Vacant(slot) = links_of.entry(index) {
+                if entries.len() == MAX_ENTRIES {
+                    truncated = true;
+                    node.truncated = true;
+                    notes.push(format!("stopped at {MAX_ENTRIES} entries"));
+                    break;
+                }
+                let bytes = log.entry(index)?;
+                let ev = Event::from_canonical(&bytes)
+                    .map_err(|e| Error::Internal(format!("entry {index}: {e}")))?;
+                let (_, proof) = log.leaf_and_inclusion_proof(index, size)?;
+                entries.push(TraceEntry {
+                    index,
+                    event: raw_event(&bytes).map_err(Error::Internal)?,
+                    inclusion_proof: hexes(&proof),
+                });
+                slot.insert(ev.links());
+            }
+            node.entries.push(index);
+            for l in links_of.get(&index).cloned().unwrap_or_default() {
+                if !node.links.contains(&l) {
+                    node.links.push(l.clone());
+                }
+                if visited.insert(l.clone()) {
+                    parent.insert(l.clone(), r.clone());
+                    queue.push_back(l);
+                } else if descends_from(&r, &l, &parent) {
+                    notes.push(format!(
+                        "{r} links back to {l}, which it descends from (a cycle)"
+                    ));
+                }
+            }
+        }
+        nodes.push(node);
+        if truncated && entries.len() == MAX_ENTRIES {
+            break;
+        }
+    }
+    notes.dedup();
+    Ok(TraceBundle {
+        format: TRACE_FORMAT.into(),
+        start,
+        checkpoint: head.checkpoint.clone(),
+        tree_size: size,
+        nodes,
+        entries,
+        truncated,
+        notes,
+    })
+}
+
+/// The entries below `size` whose subject is `r`, in log order, at most
+/// [`MAX_PER_NODE`]; and whether there were more.
+fn subject_entries(log: &Log, r: &Ref, size: u64) -> Result<(Vec<u64>, bool), Error> {
+    let mut out = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let page = log.mentions(&r.kind, &r.id, from, 1024)?;
+        let Some(last) = page.last() else {
+            return Ok((out, false));
+        };
+        from = last.0.saturating_add(1);
+        for (index, role) in page {
+            if index >= size {
+                return Ok((out, false));
+            }
+            if role == Role::Subject {
+                if out.len() == MAX_PER_NODE {
+                    return Ok((out, true));
+                }
+                out.push(index);
+            }
+        }
+    }
+}
+
+/// Is `l` an ancestor of `r` on the walk (so the link from `r` closes a
+/// cycle)?
+fn descends_from(r: &Ref, l: &Ref, parent: &HashMap<Ref, Ref>) -> bool {
+    let mut cur = Some(r);
+    let mut steps = 0;
+    while let Some(c) = cur {
+        if c == l {
+            return true;
+        }
+        steps += 1;
+        if steps > MAX_NODES {
+            return false;
+        }
+        cur = parent.get(c);
+    }
+    false
+}

@@ -1,0 +1,344 @@
+//! The JSON shapes of the HTTP API (design §2), one set for everybody: the
+//! handlers serialise them, the client, the auditor, the CLI and the tests
+//! deserialise them.
+//!
+//! - Hashes are lowercase hex ([`Hex32`]), sizes and indexes integers.
+//! - Stored events are embedded as the raw JSON of their leaf bytes
+//!   ([`RawEvent`]): the server never parses and re-serialises them, and a
+//!   client reads exactly the bytes that were hashed.
+//! - Answers tolerate unknown fields when read (a newer server may add
+//!   some); requests refuse them.
+//!
+//! Pure: no I/O, no HTTP framework.
+
+use crate::audit::vocab::{Principal, Ref, Role};
+use crate::encoding::{hex32, parse_hex32, Hash32};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// A 32-byte hash as 64 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hex32(pub Hash32);
+
+impl Serialize for Hex32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex32(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse_hex32(&s)
+            .map(Hex32)
+            .ok_or_else(|| serde::de::Error::custom("a hash must be 64 lowercase hex digits"))
+    }
+}
+
+/// Hashes as they travel.
+pub fn hexes(hashes: &[Hash32]) -> Vec<Hex32> {
+    hashes.iter().copied().map(Hex32).collect()
+}
+
+/// Hashes as they are used.
+pub fn unhex(list: &[Hex32]) -> Vec<Hash32> {
+    list.iter().map(|h| h.0).collect()
+}
+
+/// An event exactly as stored: its canonical JSON, embedded verbatim.
+pub type RawEvent = Box<RawValue>;
+
+/// Embed stored leaf bytes. They are this server's canonical JSON; the
+/// check here only guards the JSON answer against a corrupt store.
+pub fn raw_event(bytes: &[u8]) -> Result<RawEvent, String> {
+    let s = std::str::from_utf8(bytes).map_err(|_| "stored entry is not UTF-8".to_string())?;
+    RawValue::from_string(s.to_string()).map_err(|e| format!("stored entry is not JSON: {e}"))
+}
+
+/// The answer to an append, and `GET /v1/receipt`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: Hex32,
+    pub event_id: String,
+    pub event: RawEvent,
+    pub checkpoint: String,
+    pub inclusion_proof: Vec<Hex32>,
+    /// The same, as c2sp tlog-proof text (an offline receipt).
+    pub tlog_proof: String,
+    /// With `?wait=witnessed`: whether the checkpoint is cosigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<bool>,
+}
+
+/// `GET /v1/entries/{index}` and `GET /v1/events/{event_id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: u64,
+    pub leaf_hash: Hex32,
+    pub event: RawEvent,
+}
+
+/// `GET /v1/entries?start=&limit=`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntryPage {
+    pub start: u64,
+    pub tree_size: u64,
+    pub entries: Vec<Entry>,
+}
+
+/// `GET /v1/proof/inclusion`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: Hex32,
+    pub proof: Vec<Hex32>,
+}
+
+/// `GET /v1/proof/consistency`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub proof: Vec<Hex32>,
+}
+
+/// `GET /v1/log`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogInfo {
+    pub origin: String,
+    pub verifier_key: String,
+    pub tree_size: u64,
+    pub root_hash: Hex32,
+    pub checkpoint: String,
+    /// With witnesses: the latest checkpoint they cosigned (what
+    /// `/checkpoint` serves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<WitnessedHead>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WitnessedHead {
+    pub tree_size: u64,
+    pub checkpoint: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`, or why not.
+    pub status: String,
+    pub tree_size: u64,
+}
+
+/// Every error answer: `{"error": {"code", "message"}}`; a refusal by the
+/// registry's rules also lists its reasons and carries the receipt of the
+/// logged `deny` event.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_receipt: Option<Receipt>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// A token's record (never its secret, except once in the answer that
+/// made it), with the receipt of the event that changed it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Token {
+    pub token_id: String,
+    pub principal: Principal,
+    pub roles: Vec<Role>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub granted_by: String,
+    pub grant_index: u64,
+    pub revoke_index: Option<u64>,
+    /// The secret: only in the answer to `POST /v1/admin/tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+}
+
+/// `GET /v1/admin/tokens`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// `PATCH /v1/admin/tokens/{token_id}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoles {
+    pub roles: Vec<String>,
+}
+
+/// `POST /v1/keys`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub public_key: String,
+}
+
+/// A registered key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Key {
+    pub public_key: String,
+    pub registered_at: String,
+    pub index: u64,
+}
+
+/// The answer to `POST /v1/keys`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyRegistered {
+    pub service: String,
+    pub public_key: String,
+    pub registered_at: String,
+    pub index: u64,
+    pub receipt: Receipt,
+}
+
+/// `GET /v1/keys/{service}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyList {
+    pub service: String,
+    pub keys: Vec<Key>,
+}
+
+/// One entry found by `GET /v1/search`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub index: u64,
+    /// `subject` or `related`.
+    pub role: String,
+    pub leaf_hash: Hex32,
+    pub event: RawEvent,
+}
+
+/// `GET /v1/search`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub tree_size: u64,
+    /// Where the next page starts, if there is one.
+    pub next_start: Option<u64>,
+    pub entries: Vec<SearchHit>,
+}
+
+/// An entry's inclusion proof in a named tree.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntryProof {
+    pub index: u64,
+    pub leaf_hash: Hex32,
+    pub inclusion_proof: Vec<Hex32>,
+}
+
+/// `GET /v1/models/{name}/versions/{version}`: the version's state as the
+/// registry derives it, with the tree size it covers and, on request, each
+/// event's inclusion proof against one signed checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelVersion {
+    #[serde(flatten)]
+    pub state: crate::registry::Version,
+    /// The approvals that count now (`type:id`).
+    pub approvers: Vec<String>,
+    pub tree_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_tree_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proofs: Option<Vec<EntryProof>>,
+}
+
+/// The trace bundle format's name.
+pub const TRACE_FORMAT: &str = "modeltrail-trace/v1";
+
+/// `GET /v1/trace/{type}/{id}`: a lineage trace bundle, verified offline by
+/// [`crate::trace::check`]. A file format as much as an answer, so it is
+/// read strictly.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceBundle {
+    pub format: String,
+    pub start: Ref,
+    /// The signed checkpoint every proof is against.
+    pub checkpoint: String,
+    pub tree_size: u64,
+    /// In the order visited; the first is `start`.
+    pub nodes: Vec<TraceNode>,
+    pub entries: Vec<TraceEntry>,
+    pub truncated: bool,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceNode {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    /// Entries whose subject is this node.
+    pub entries: Vec<u64>,
+    /// The `related` links of those entries: where the walk went next.
+    pub links: Vec<Ref>,
+    /// True if this node had more entries than were included.
+    pub truncated: bool,
+}
+
+impl TraceNode {
+    pub fn reference(&self) -> Ref {
+        Ref::new(&self.kind, &self.id)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceEntry {
+    pub index: u64,
+    pub event: RawEvent,
+    /// The inclusion proof in the checkpoint's tree.
+    pub inclusion_proof: Vec<Hex32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_and_raw_events_travel_as_they_are() {
+        let r = Receipt {
+            index: 3,
+            tree_size: 4,
+            leaf_hash: Hex32([0xab; 32]),
+            event_id: "e".into(),
+            event: raw_event(br#"{"action":"x","n":1e+21}"#).unwrap(),
+            checkpoint: "c".into(),
+            inclusion_proof: vec![Hex32([1; 32])],
+            tlog_proof: "t".into(),
+            witnessed: None,
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""event":{"action":"x","n":1e+21}"#),
+            "{text}"
+        );
+        assert!(!text.contains("witnessed"));
+        let back: Receipt = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.event.get(), r#"{"action":"x","n":1e+21}"#);
+        assert_eq!(back.leaf_hash, r.leaf_hash);
+        let bad = text.replace(&"ab".repeat(32), &"AB".repeat(32));
+        assert!(serde_json::from_str::<Receipt>(&bad).is_err());
+        assert!(raw_event(b"{").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! The integration tests, in one test crate (one binary to link): a real
+//! server on an ephemeral loopback port with a real RocksDB in a temporary
+//! directory, real HTTP clients, the real `modeltrail` binary where a test
+//! kills or runs it, and independent implementations where they exist.
+
+mod common;
+
+mod access;
+mod audit;
+mod durability;
+mod http;
+mod interop;
+mod layers;
+mod properties;
+mod registry;
+mod scenario;
+mod trace;
+mod vectors;
+mod witness;
