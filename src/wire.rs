@@ -48,11 +48,16 @@ pub fn unhex(list: &[Hex32]) -> Vec<Hash32> {
 /// An event exactly as stored: its canonical JSON, embedded verbatim.
 pub type RawEvent = Box<RawValue>;
 
+/// Stored bytes that are not JSON text (a corrupt store).
+#[derive(Debug, thiserror::Error)]
+#[error("stored entry is not JSON text: {0}")]
+pub struct NotJson(String);
+
 /// Embed stored leaf bytes. They are this server's canonical JSON; the
 /// check here only guards the JSON answer against a corrupt store.
-pub fn raw_event(bytes: &[u8]) -> Result<RawEvent, String> {
-    let s = std::str::from_utf8(bytes).map_err(|_| "stored entry is not UTF-8".to_string())?;
-    RawValue::from_string(s.to_string()).map_err(|e| format!("stored entry is not JSON: {e}"))
+pub fn raw_event(bytes: &[u8]) -> Result<RawEvent, NotJson> {
+    let s = std::str::from_utf8(bytes).map_err(|e| NotJson(e.to_string()))?;
+    RawValue::from_string(s.to_string()).map_err(|e| NotJson(e.to_string()))
 }
 
 /// The answer to an append, and `GET /v1/receipt`.
@@ -259,6 +264,21 @@ pub struct ModelVersion {
     pub proof_tree_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proofs: Option<Vec<EntryProof>>,
+}
+
+/// A witness's `GET /healthz`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WitnessHealth {
+    pub status: String,
+    pub verifier_key: String,
+    pub logs: Vec<WitnessedLog>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WitnessedLog {
+    pub origin: String,
+    /// The size of the last checkpoint it cosigned for this log.
+    pub cosigned_size: Option<u64>,
 }
 
 /// The trace bundle format's name.

@@ -170,7 +170,7 @@ fn receipt(r: &crate::log::Receipt, witnessed: Option<bool>) -> Result<wire::Rec
         tree_size: r.head.size,
         leaf_hash: wire::Hex32(r.leaf_hash),
         event_id: r.event_id.to_string(),
-        event: wire::raw_event(&r.canonical).map_err(Error::Internal)?,
+        event: wire::raw_event(&r.canonical).map_err(|e| Error::Internal(e.to_string()))?,
         checkpoint: r.head.checkpoint.clone(),
         inclusion_proof: wire::hexes(&r.proof),
         tlog_proof: r.tlog_proof(),
@@ -183,7 +183,7 @@ fn entry(index: u64, bytes: &[u8]) -> Result<wire::Entry, Error> {
     Ok(wire::Entry {
         index,
         leaf_hash: wire::Hex32(crate::tree::leaf_hash(bytes)),
-        event: wire::raw_event(bytes).map_err(Error::Internal)?,
+        event: wire::raw_event(bytes).map_err(|e| Error::Internal(e.to_string()))?,
     })
 }
 

@@ -104,7 +104,7 @@ pub(super) async fn search(
                 }
                 .into(),
                 leaf_hash: Hex32(leaf_hash(&bytes)),
-                event: wire::raw_event(&bytes).map_err(Error::Internal)?,
+                event: wire::raw_event(&bytes).map_err(|e| Error::Internal(e.to_string()))?,
             })
         })
         .collect::<Result<_, Error>>()?;

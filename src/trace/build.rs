@@ -66,7 +66,7 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
                 let (_, proof) = log.leaf_and_inclusion_proof(index, size)?;
                 entries.push(TraceEntry {
                     index,
-                    event: raw_event(&bytes).map_err(Error::Internal)?,
+                    event: raw_event(&bytes).map_err(|e| Error::Internal(e.to_string()))?,
                     inclusion_proof: hexes(&proof),
                 });
                 slot.insert(ev.links());

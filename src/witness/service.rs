@@ -16,6 +16,7 @@ use super::{AddCheckpoint, MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
 use crate::fsutil::{self, write_atomic, FileError};
 use crate::note::{Checkpoint, KeyKind, Note, SignerKey, VerifierKey};
 use crate::tree::{self, Hash};
+use crate::wire::{ErrorBody, ErrorDetail, WitnessHealth, WitnessedLog};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -90,8 +91,22 @@ impl IntoResponse for AddError {
             )
                 .into_response();
         }
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
-        (self.status(), Json(body)).into_response()
+        (
+            self.status(),
+            Json(error_body(self.code(), self.to_string())),
+        )
+            .into_response()
+    }
+}
+
+fn error_body(code: &str, message: String) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message,
+            reasons: Vec::new(),
+        },
+        deny_receipt: None,
     }
 }
 
@@ -326,9 +341,15 @@ pub fn router(witness: Arc<Witness>) -> Router {
         .route("/add-checkpoint", post(add_checkpoint))
         .route("/healthz", get(healthz))
         .fallback(|| async {
-            let body =
-                serde_json::json!({"error": {"code": "not_found", "message": "no such endpoint"}});
+            let body = error_body("not_found", "no such endpoint".into());
             (StatusCode::NOT_FOUND, Json(body))
+        })
+        .method_not_allowed_fallback(|| async {
+            let body = error_body(
+                "method_not_allowed",
+                "this method is not allowed on this path".into(),
+            );
+            (StatusCode::METHOD_NOT_ALLOWED, Json(body))
         })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -341,7 +362,10 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Body) -> Response {
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(b) => b,
         Err(_) => {
-            let body = serde_json::json!({"error": {"code": "too_large", "message": format!("the body is larger than {MAX_REQUEST_BYTES} bytes")}});
+            let body = error_body(
+                "too_large",
+                format!("the body is larger than {MAX_REQUEST_BYTES} bytes"),
+            );
             return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
         }
     };
@@ -368,16 +392,19 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Body) -> Response {
 }
 
 async fn healthz(State(w): State<Arc<Witness>>) -> Response {
-    let logs: Vec<serde_json::Value> = w
+    let logs = w
         .origins()
         .into_iter()
-        .map(|o| serde_json::json!({"origin": o, "cosigned_size": w.cosigned_size(&o)}))
+        .map(|o| WitnessedLog {
+            cosigned_size: w.cosigned_size(&o),
+            origin: o,
+        })
         .collect();
-    Json(serde_json::json!({
-        "status": "ok",
-        "verifier_key": w.verifier().to_string(),
-        "logs": logs,
-    }))
+    Json(WitnessHealth {
+        status: "ok".into(),
+        verifier_key: w.verifier().to_string(),
+        logs,
+    })
     .into_response()
 }
 

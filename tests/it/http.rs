@@ -15,6 +15,10 @@ async fn checkpoint(s: &TestServer) -> (String, Checkpoint) {
 }
 
 fn check_receipt(s: &TestServer, r: &Value) {
+    // The answer is the shared wire type, and its event is the leaf's
+    // exact bytes.
+    let typed: modeltrail::wire::Receipt = serde_json::from_value(r.clone()).unwrap();
+    assert_eq!(leaf_hash(typed.event.get().as_bytes()), typed.leaf_hash.0);
     let (cp, _) = Checkpoint::open(
         r["checkpoint"].as_str().unwrap().as_bytes(),
         ORIGIN,

@@ -43,7 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "witness",
-        &["encoding", "fsutil", "log", "note", "store", "tree"],
+        &["encoding", "fsutil", "log", "note", "store", "tree", "wire"],
     ),
     (
         "api",

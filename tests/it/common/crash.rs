@@ -6,6 +6,7 @@
 
 use modeltrail::note::{Checkpoint, VerifierKey};
 use modeltrail::tree::{leaf_hash, verify_consistency, verify_inclusion};
+use modeltrail::wire;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -74,13 +75,6 @@ pub struct Ack {
     pub proof: Vec<[u8; 32]>,
 }
 
-fn hex32(v: &Value) -> [u8; 32] {
-    hex::decode(v.as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
-}
-
 /// Append from `clients` concurrent clients until `kill_after`, then SIGKILL
 /// the server while they are still sending. Returns every acknowledgement.
 pub async fn load_then_kill(
@@ -129,20 +123,16 @@ pub async fn load_then_kill(
                 if r.status() != 201 {
                     continue;
                 }
-                let Ok(v) = r.json::<Value>().await else {
+                let Ok(v) = r.json::<wire::Receipt>().await else {
                     break;
                 };
+                assert_eq!(v.event_id, id);
                 acks.lock().unwrap().push(Ack {
                     event_id: id,
-                    index: v["index"].as_u64().unwrap(),
-                    leaf: hex32(&v["leaf_hash"]),
-                    checkpoint: v["checkpoint"].as_str().unwrap().to_string(),
-                    proof: v["inclusion_proof"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(hex32)
-                        .collect(),
+                    index: v.index,
+                    leaf: v.leaf_hash.0,
+                    checkpoint: v.checkpoint,
+                    proof: wire::unhex(&v.inclusion_proof),
                 });
             }
         }));
@@ -180,7 +170,7 @@ pub async fn check_after_restart(
 
     let mut stored: Vec<(String, [u8; 32])> = Vec::with_capacity(head.size as usize);
     while (stored.len() as u64) < head.size {
-        let page: Value = http
+        let page: wire::EntryPage = http
             .get(format!(
                 "{}/v1/entries?start={}&limit=1000",
                 server.base,
@@ -192,11 +182,12 @@ pub async fn check_after_restart(
             .json()
             .await
             .unwrap();
-        for e in page["entries"].as_array().unwrap() {
-            assert_eq!(e["index"].as_u64().unwrap(), stored.len() as u64);
-            let leaf = hex32(&e["leaf_hash"]);
-            assert_eq!(leaf_hash(&serde_json::to_vec(&e["event"]).unwrap()), leaf);
-            stored.push((e["event"]["event_id"].as_str().unwrap().to_string(), leaf));
+        for e in page.entries {
+            assert_eq!(e.index, stored.len() as u64);
+            // The embedded event is the leaf's exact bytes.
+            assert_eq!(leaf_hash(e.event.get().as_bytes()), e.leaf_hash.0);
+            let ev: Value = serde_json::from_str(e.event.get()).unwrap();
+            stored.push((ev["event_id"].as_str().unwrap().to_string(), e.leaf_hash.0));
         }
     }
     for a in acks {
@@ -218,7 +209,7 @@ pub async fn check_after_restart(
         if old.size == 0 {
             continue;
         }
-        let p: Value = http
+        let p: wire::ConsistencyProof = http
             .get(format!(
                 "{}/v1/proof/consistency?old_size={}&new_size={}",
                 server.base, old.size, head.size
@@ -229,7 +220,7 @@ pub async fn check_after_restart(
             .json()
             .await
             .unwrap();
-        let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(hex32).collect();
+        let proof = wire::unhex(&p.proof);
         verify_consistency(old.size, head.size, &proof, &old.root, &head.root)
             .expect("checkpoint forked");
     }
