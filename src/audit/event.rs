@@ -199,6 +199,16 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     if canonical.len() > MAX_ENTRY_BYTES {
         return Err(EventError::TooLarge(canonical.len()));
     }
+    // What is stored must read back as the same event under the same strict
+    // rules, or every verifier would report the honest entry as tampered.
+    let reread = parse_strict(&canonical).map_err(|e| {
+        EventError::Json(format!("the event's canonical form does not parse back: {e}"))
+    })?;
+    if serde_jcs::to_vec(&reread).ok().as_deref() != Some(&canonical[..]) {
+        return Err(EventError::Json(
+            "the event's canonical form is not a fixed point".into(),
+        ));
+    }
     let event: Event =
         serde_json::from_value(value).map_err(|e| EventError::Json(e.to_string()))?;
     Ok(Prepared {
@@ -425,6 +435,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        // RFC 8785 writes a double as ECMAScript does: an integral value
+        // below 1e21 as a plain integer. Past ±(2^53 − 1) that integer is
+        // one this parser (and JSON parsers that read integers exactly)
+        // refuses, so the canonical form would not parse back.
+        if v.fract() == 0.0 && v.abs() > MAX_SAFE_INT as f64 && v.abs() < 1e21 {
+            return Err(E::custom(
+                "an integral number beyond ±(2^53 - 1) (its canonical form is such an integer)",
+            ));
+        }
         Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom("number is not finite"))

@@ -200,3 +200,37 @@ fn rejects_bad_json() {
     v["metadata"] = json!({"d": serde_json::from_str::<Value>(&deep).unwrap()});
     assert!(prep(&v).is_err());
 }
+
+#[test]
+fn every_accepted_event_reparses_from_its_canonical_bytes() {
+    // An integral float past 2^53 is written by RFC 8785 as a plain
+    // integer, which the strict parser refuses: such an event must be
+    // refused when it is submitted, not stored and then unverifiable.
+    for n in [
+        json!(1e16),
+        json!(-1e16),
+        json!(9007199254740992.0),
+        json!(1e20),
+    ] {
+        let mut v = good();
+        v["metadata"] = json!({"x": n});
+        assert!(prep(&v).is_err(), "{n} was accepted");
+    }
+    // Around the edges, what is accepted re-parses and is a fixed point.
+    for n in [
+        json!(9007199254740991.0),
+        json!(-9007199254740991.0),
+        json!(1e21),
+        json!(1.5e300),
+        json!(0.1),
+        json!(-0.0),
+        json!(5e-324),
+    ] {
+        let mut v = good();
+        v["metadata"] = json!({"x": n});
+        let p = prep(&v).unwrap_or_else(|e| panic!("{n}: {e}"));
+        let again = parse_strict(&p.canonical).unwrap_or_else(|e| panic!("{n}: {e}"));
+        assert_eq!(canonicalize(&again).unwrap(), p.canonical, "{n}");
+        Event::from_canonical(&p.canonical).unwrap();
+    }
+}
