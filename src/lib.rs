@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod note;
 pub mod registry;
+pub mod serve;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -3,6 +3,7 @@
 //! secrets owner-only), and serving with graceful shutdown.
 
 use crate::api::{self, ApiLimits, AppState};
+use crate::serve::ConnLimits;
 use crate::fsutil::{self, FileError};
 use crate::ledger::{Ledger, SnapshotPolicy};
 use crate::log::{Log, LogConfig};
@@ -73,6 +74,14 @@ pub struct FileLimits {
     pub block_cache_mb: Option<usize>,
     /// Least seconds between two snapshots of the derived state (default 10).
     pub snapshot_interval_secs: Option<u64>,
+    /// Most open connections (default 1024).
+    pub max_connections: Option<usize>,
+    /// Seconds a request's headers may take to arrive (default 10).
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay silent (default 60).
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds requests in flight get to finish at shutdown (default 10).
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 /// Values given on the command line or in the environment (`None` = unset).
@@ -105,6 +114,7 @@ pub struct ServerConfig {
     pub witness_wait: Duration,
     pub registry: crate::registry::Policy,
     pub snapshots: SnapshotPolicy,
+    pub connections: ConnLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +225,29 @@ impl ServerConfig {
             snapshots: SnapshotPolicy {
                 interval: Duration::from_secs(l.snapshot_interval_secs.unwrap_or(10).max(1)),
             },
+            connections: {
+                let d = ConnLimits::default();
+                let secs = |v: Option<u64>, dflt: Duration| {
+                    v.map(Duration::from_secs).unwrap_or(dflt)
+                };
+                ConnLimits {
+                    max_connections: l.max_connections.unwrap_or(d.max_connections),
+                    header_timeout: secs(l.header_timeout_secs, d.header_timeout),
+                    idle_timeout: secs(l.idle_timeout_secs, d.idle_timeout),
+                    shutdown_grace: secs(l.shutdown_grace_secs, d.shutdown_grace),
+                }
+            },
         };
+        let c = &cfg.connections;
+        if c.max_connections == 0
+            || c.header_timeout.is_zero()
+            || c.idle_timeout.is_zero()
+        {
+            return Err(ServerError::Config(
+                "max_connections, header_timeout_secs and idle_timeout_secs must be at least 1"
+                    .into(),
+            ));
+        }
         if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
             return Err(ServerError::Config("limits must be at least 1".into()));
         }
@@ -404,12 +436,12 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(state);
+    let limits = cfg.connections;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        crate::serve::serve(listener, app, limits, async {
+            let _ = rx.await;
+        })
+        .await
     });
     let snapshots = cfg.snapshots;
     let snapshotter = {

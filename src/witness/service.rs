@@ -509,11 +509,10 @@ pub async fn start(opts: &WitnessOptions) -> Result<RunningWitness, StartError> 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(witness.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        crate::serve::serve(listener, app, crate::serve::ConnLimits::default(), async {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(RunningWitness {
         addr,

@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // pure core
     ("encoding", &[]),
     ("fsutil", &[]),
+    ("serve", &[]),
     ("tree", &[]),
     ("note", &["encoding", "tree"]),
     ("tiles", &["encoding"]),
@@ -43,7 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "witness",
-        &["encoding", "fsutil", "log", "note", "store", "tree", "wire"],
+        &["encoding", "fsutil", "log", "note", "serve", "store", "tree", "wire"],
     ),
     (
         "api",
@@ -55,8 +56,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "server",
         &[
-            "api", "fsutil", "ledger", "log", "metrics", "note", "registry", "state", "store",
-            "witness",
+            "api", "fsutil", "ledger", "log", "metrics", "note", "registry", "serve", "state",
+            "store", "witness",
         ],
     ),
     // verification and clients
