@@ -402,7 +402,13 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
     )?);
     let ledger = {
         let (log, token, policy) = (log.clone(), data.admin_token.clone(), cfg.registry.clone());
-        tokio::task::spawn_blocking(move || Ledger::open(log, &token, policy))
+        tokio::task::spawn_blocking(move || {
+            let rebuilt = crate::state::ensure_lineage(log.store().as_ref())?;
+            if rebuilt > 0 {
+                tracing::info!(keys = rebuilt, "rebuilt the lineage index in its new layout");
+            }
+            Ledger::open(log, &token, policy)
+        })
             .await
             .map_err(|e| ServerError::Config(format!("loading the derived state: {e}")))??
     };

@@ -515,6 +515,39 @@ impl Log {
         Ok(page)
     }
 
+    /// Published entries that mention `kind:id` in `role`, from `from` on,
+    /// at most `limit`: one range read.
+    pub fn mentions_as(
+        &self,
+        kind: &str,
+        id: &str,
+        role: Role,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, Error> {
+        let size = self.head().size;
+        let mut page = self
+            .store
+            .mentions_as(&mention_key(kind, id), role, from, limit)?;
+        page.retain(|i| *i < size);
+        Ok(page)
+    }
+
+    /// The last published entry before `before` that mentions `kind:id`
+    /// in `role`.
+    pub fn last_mention(
+        &self,
+        kind: &str,
+        id: &str,
+        role: Role,
+        before: u64,
+    ) -> Result<Option<u64>, Error> {
+        let before = before.min(self.head().size);
+        Ok(self
+            .store
+            .last_mention(&mention_key(kind, id), role, before)?)
+    }
+
     /// Memory the storage engine reports, for metrics.
     pub fn storage_memory(&self) -> crate::store::MemoryUsage {
         self.store.memory()

@@ -183,13 +183,22 @@ impl Store for GatedStore {
     fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, crate::store::StoreError> {
         self.inner.find_events(ids)
     }
-    fn mentions(
+    fn mentions_as(
         &self,
         prefix: &[u8],
+        role: crate::store::Role,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, crate::store::Role)>, crate::store::StoreError> {
-        self.inner.mentions(prefix, from, limit)
+    ) -> Result<Vec<u64>, crate::store::StoreError> {
+        self.inner.mentions_as(prefix, role, from, limit)
+    }
+    fn last_mention(
+        &self,
+        prefix: &[u8],
+        role: crate::store::Role,
+        before: u64,
+    ) -> Result<Option<u64>, crate::store::StoreError> {
+        self.inner.last_mention(prefix, role, before)
     }
     fn put_mentions(
         &self,

@@ -247,8 +247,8 @@ pub fn repair_lineage(store: &dyn Store, size: u64) -> Result<u64, StateError> {
                 } else {
                     Role::Related
                 };
-                let found = store.mentions(&prefix, index, 1)?;
-                if found.first() != Some(&(index, role)) {
+                let found = store.mentions_as(&prefix, role, index, 1)?;
+                if found.first() != Some(&index) {
                     fix.push((index, prefix, role));
                 }
             }
@@ -260,6 +260,20 @@ pub fn repair_lineage(store: &dyn Store, size: u64) -> Result<u64, StateError> {
         from = end;
     }
     Ok(missing)
+}
+
+/// Make sure the lineage index is complete in this version's layout:
+/// a store written by an earlier layout gets its index rebuilt from the
+/// entries (once; blocking). Returns how many keys were written.
+pub fn ensure_lineage(store: &dyn Store) -> Result<u64, StateError> {
+    use crate::store::LINEAGE_LAYOUT;
+    if store.get_meta(MetaKey::LineageLayout)?.as_deref() == Some(LINEAGE_LAYOUT) {
+        return Ok(0);
+    }
+    let size = store.tree_size()?;
+    let written = repair_lineage(store, size)?;
+    store.put_meta(MetaKey::LineageLayout, LINEAGE_LAYOUT)?;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -274,5 +288,60 @@ mod tests {
         );
         assert_eq!(leading_action(br#"{"actor":{},"action":"x"}"#), None);
         assert_eq!(leading_action(br#"{"action":"x"#), None);
+    }
+}
+
+#[cfg(test)]
+mod lineage_tests {
+    use super::*;
+    use crate::audit::event::prepare;
+    use crate::store::{mention_key, Batch, MemStore, NewEntry, Role, LINEAGE_LAYOUT};
+
+    #[test]
+    fn an_index_in_an_earlier_layout_is_rebuilt_once() {
+        let store = MemStore::new();
+        // Entries committed without lineage keys, as a store of an earlier
+        // layout looks once its old index is dropped.
+        let entries: Vec<NewEntry> = (0..6u8)
+            .map(|i| {
+                let p = prepare(
+                    serde_json::json!({
+                        "action": "predict", "actor": {"type": "service", "id": "s"},
+                        "timestamp": "2025-05-05T14:03:00Z",
+                        "subject": {"type": "prediction", "id": format!("p{i}")},
+                        "related": [{"type": "deployment", "id": "d"}]
+                    })
+                    .to_string()
+                    .as_bytes(),
+                )
+                .unwrap();
+                NewEntry {
+                    leaf_hash: p.leaf_hash,
+                    bytes: std::sync::Arc::new(p.canonical),
+                    event_id: [i + 1; 16],
+                    mentions: Vec::new(),
+                }
+            })
+            .collect();
+        store
+            .commit(&Batch {
+                first_index: 0,
+                entries: &entries,
+                nodes: &[],
+                checkpoint: b"cp",
+            })
+            .unwrap();
+        assert_eq!(ensure_lineage(&store).unwrap(), 12);
+        assert_eq!(
+            store.get_meta(MetaKey::LineageLayout).unwrap().as_deref(),
+            Some(LINEAGE_LAYOUT)
+        );
+        assert_eq!(
+            store
+                .mentions_as(&mention_key("deployment", "d"), Role::Related, 0, 100)
+                .unwrap(),
+            (0..6).collect::<Vec<u64>>()
+        );
+        assert_eq!(ensure_lineage(&store).unwrap(), 0);
     }
 }

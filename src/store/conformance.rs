@@ -21,6 +21,13 @@ fn entry(i: u64) -> NewEntry {
             if i.is_multiple_of(3) {
                 m.push((mention_key("shared", "x"), Role::Related));
             }
+            // One id mentioned both ways: as subject every fifth entry, in
+            // `related` by every other entry.
+            if i.is_multiple_of(5) {
+                m.push((mention_key("mixed", "m"), Role::Subject));
+            } else if i.is_multiple_of(2) {
+                m.push((mention_key("mixed", "m"), Role::Related));
+            }
             m
         },
     }
@@ -78,6 +85,41 @@ fn check_contents(store: &dyn Store, size: u64) {
         .mentions(&mention_key("shared", "x"), size, 10)
         .unwrap()
         .is_empty());
+    // Both roles, merged in log order; one role alone; the last before.
+    let mixed = mention_key("mixed", "m");
+    let want: Vec<(u64, Role)> = (0..size)
+        .filter_map(|i| {
+            if i % 5 == 0 {
+                Some((i, Role::Subject))
+            } else if i % 2 == 0 {
+                Some((i, Role::Related))
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(store.mentions(&mixed, 0, usize::MAX).unwrap(), want);
+    assert_eq!(
+        store.mentions(&mixed, 3, 4).unwrap(),
+        want.iter().copied().filter(|m| m.0 >= 3).take(4).collect::<Vec<_>>()
+    );
+    let subjects: Vec<u64> = (0..size).filter(|i| i % 5 == 0).collect();
+    assert_eq!(
+        store.mentions_as(&mixed, Role::Subject, 0, usize::MAX).unwrap(),
+        subjects
+    );
+    for before in [0, 1, 5, 6, size / 2, size, size + 10] {
+        let want = subjects.iter().copied().filter(|i| *i < before).max();
+        assert_eq!(
+            store.last_mention(&mixed, Role::Subject, before).unwrap(),
+            want,
+            "before {before}"
+        );
+    }
+    assert_eq!(
+        store.last_mention(&mention_key("mixed", "n"), Role::Subject, size).unwrap(),
+        None
+    );
 
     assert_eq!(store.tree_size().unwrap(), size);
     assert_eq!(
@@ -198,4 +240,10 @@ fn rocks_store_conforms_and_survives_reopen() {
         store.get_meta(MetaKey::Origin).unwrap().unwrap(),
         b"log.example/x"
     );
+}
+
+#[test]
+fn a_faulty_store_without_faults_conforms() {
+    let inner: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemStore::new());
+    run(&fault::FaultyStore::new(inner));
 }

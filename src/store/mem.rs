@@ -2,7 +2,7 @@
 //! benches. Not durable, by design.
 
 use super::{
-    check_contiguous, mention_full_key, mention_tail, Batch, EventId, MetaKey, Role, Store,
+    check_contiguous, mention_full_key, mention_index, role_prefix, Batch, EventId, MetaKey, Role, Store,
     StoreError,
 };
 use crate::tree::{Hash, NodeId};
@@ -40,26 +40,44 @@ impl MemStore {
 }
 
 impl Store for MemStore {
-    fn mentions(
+    fn mentions_as(
         &self,
         prefix: &[u8],
+        role: Role,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Role)>, StoreError> {
-        let mut start = prefix.to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
+    ) -> Result<Vec<u64>, StoreError> {
+        let under = role_prefix(prefix, role);
+        let start = mention_full_key(prefix, from, role);
         let g = self.read()?;
         let mut out = Vec::new();
         for k in g.mentions.range(start..) {
-            if out.len() >= limit || !k.starts_with(prefix) {
+            if out.len() >= limit || !k.starts_with(&under) {
                 break;
             }
             out.push(
-                mention_tail(prefix, k)
+                mention_index(&under, k)
                     .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?,
             );
         }
         Ok(out)
+    }
+
+    fn last_mention(
+        &self,
+        prefix: &[u8],
+        role: Role,
+        before: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let under = role_prefix(prefix, role);
+        let end = mention_full_key(prefix, before, role);
+        let g = self.read()?;
+        match g.mentions.range(under.clone()..end).next_back() {
+            Some(k) => mention_index(&under, k)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into())),
+            None => Ok(None),
+        }
     }
 
     fn put_mentions(&self, items: &[(u64, Vec<u8>, Role)]) -> Result<(), StoreError> {

@@ -26,6 +26,7 @@
 //!   old or lost in a crash costs only a longer fold over the entries after
 //!   it, and `modeltrail reindex` rebuilds and checks it from the entries.
 
+pub mod fault;
 mod mem;
 mod rocks;
 
@@ -45,6 +46,7 @@ pub type EventId = [u8; 16];
 /// | `VerifierKey` | the log's verifier key string | once, when the log is created |
 /// | `WitnessedCheckpoint` | the last cosigned checkpoint published | replaced by the witness collector; its size only grows |
 /// | `DerivedState` | snapshot of the derived state (JSON) with the tree size it covers | replaced from time to time and at shutdown |
+/// | `LineageLayout` | the layout of the lineage index ([`LINEAGE_LAYOUT`]) | when the index is complete in that layout |
 /// | `LegacyAccessTokens` | the token table of earlier versions (JSON) | never any more; read to find the hashes of tokens granted before grants carried them |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaKey {
@@ -52,6 +54,7 @@ pub enum MetaKey {
     VerifierKey,
     WitnessedCheckpoint,
     DerivedState,
+    LineageLayout,
     LegacyAccessTokens,
 }
 
@@ -63,6 +66,7 @@ impl MetaKey {
             MetaKey::VerifierKey => "verifier_key",
             MetaKey::WitnessedCheckpoint => "witnessed_checkpoint",
             MetaKey::DerivedState => "derived_state",
+            MetaKey::LineageLayout => "lineage_layout",
             MetaKey::LegacyAccessTokens => "access_tokens",
         }
     }
@@ -123,8 +127,10 @@ impl Role {
 
 /// The lineage index's key prefix for `(type, id)`: `type 0x00 id 0x00`.
 /// Types are identifiers and ids have no control characters, so the
-/// prefix is unambiguous. Full keys append the entry index (u64 BE) and
-/// the role byte, so one prefix scan lists the mentions in log order.
+/// prefix is unambiguous. Full keys append the role byte and the entry
+/// index (u64 BE): one range scan lists the entries that have `(type, id)`
+/// as their subject (or in `related`) in log order, however many entries
+/// mention it the other way.
 pub fn mention_key(kind: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(kind.len() + id.len() + 2);
     k.extend_from_slice(kind.as_bytes());
@@ -134,23 +140,29 @@ pub fn mention_key(kind: &str, id: &str) -> Vec<u8> {
     k
 }
 
-/// A full lineage key.
-fn mention_full_key(prefix: &[u8], index: u64, role: Role) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(&index.to_be_bytes());
+/// The key prefix of one role's mentions.
+fn role_prefix(prefix: &[u8], role: Role) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 9);
+    k.extend_from_slice(prefix);
     k.push(role.byte());
     k
 }
 
-/// Split the tail (index, role) of a full lineage key with this prefix.
-fn mention_tail(prefix: &[u8], key: &[u8]) -> Option<(u64, Role)> {
-    let rest = key.strip_prefix(prefix)?;
-    if rest.len() != 9 {
-        return None;
-    }
-    let index = u64::from_be_bytes(rest[..8].try_into().ok()?);
-    Some((index, Role::from_byte(rest[8])?))
+/// A full lineage key.
+fn mention_full_key(prefix: &[u8], index: u64, role: Role) -> Vec<u8> {
+    let mut k = role_prefix(prefix, role);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
 }
+
+/// The index at the end of a full lineage key under `role_prefix`.
+fn mention_index(role_prefix: &[u8], key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(role_prefix)?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
+
+/// The version of the lineage index layout this code writes.
+pub const LINEAGE_LAYOUT: &[u8] = b"2";
 
 /// Everything one sequencer batch writes, atomically.
 #[derive(Debug)]
@@ -188,14 +200,40 @@ pub trait Store: Send + Sync + 'static {
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
     /// The indexes of the entries with these event ids, in order.
     fn find_events(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>, StoreError>;
-    /// Entries that mention the [`mention_key`] `prefix`, from index `from`
-    /// on, in log order, at most `limit`.
+    /// Entries that mention the [`mention_key`] `prefix` in `role`, from
+    /// index `from` on, in log order, at most `limit`: one range read.
+    fn mentions_as(
+        &self,
+        prefix: &[u8],
+        role: Role,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError>;
+
+    /// The last entry before index `before` that mentions `prefix` in
+    /// `role`: one seek.
+    fn last_mention(&self, prefix: &[u8], role: Role, before: u64)
+        -> Result<Option<u64>, StoreError>;
+
+    /// Entries that mention `prefix` in either role, from index `from` on,
+    /// in log order, at most `limit`.
     fn mentions(
         &self,
         prefix: &[u8],
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Role)>, StoreError>;
+    ) -> Result<Vec<(u64, Role)>, StoreError> {
+        let subject = self.mentions_as(prefix, Role::Subject, from, limit)?;
+        let related = self.mentions_as(prefix, Role::Related, from, limit)?;
+        let mut out: Vec<(u64, Role)> = subject
+            .into_iter()
+            .map(|i| (i, Role::Subject))
+            .chain(related.into_iter().map(|i| (i, Role::Related)))
+            .collect();
+        out.sort_by_key(|m| m.0);
+        out.truncate(limit);
+        Ok(out)
+    }
 
     /// Write lineage keys for committed entries again (idempotent): how
     /// `reindex` repairs the lineage index from the entries alone.

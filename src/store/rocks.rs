@@ -6,7 +6,7 @@
 //! | `nodes` | level (u8) ‖ index (u64 BE) | 32-byte hash |
 //! | `leaf_index` | leaf hash | index (u64 BE) |
 //! | `event_index` | event id (16 bytes) | index (u64 BE) |
-//! | `mentions` | type ‖ 0 ‖ id ‖ 0 ‖ index (u64 BE) ‖ role | empty (the lineage index) |
+//! | `lineage` | type ‖ 0 ‖ id ‖ 0 ‖ role (`s`/`r`) ‖ index (u64 BE) | empty (the lineage index) |
 //! | `default` | `tree_size`, `checkpoint`, `meta/<MetaKey>` | tree size, checkpoint, metadata |
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
@@ -29,7 +29,10 @@ const CF_ENTRIES: &str = "entries";
 const CF_NODES: &str = "nodes";
 const CF_LEAF: &str = "leaf_index";
 const CF_EVENT: &str = "event_index";
-const CF_MENTIONS: &str = "mentions";
+const CF_LINEAGE: &str = "lineage";
+/// The lineage index of earlier versions (another key layout): dropped at
+/// open, rebuilt into `lineage` from the entries.
+const CF_OLD_MENTIONS: &str = "mentions";
 const META_SIZE: &[u8] = b"tree_size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_PREFIX: &str = "meta/";
@@ -123,9 +126,21 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_NODES, cf_opts(false, false)),
             ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_EVENT, cf_opts(true, false)),
-            ColumnFamilyDescriptor::new(CF_MENTIONS, cf_opts(false, true)),
+            ColumnFamilyDescriptor::new(CF_LINEAGE, cf_opts(false, true)),
         ];
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
+        let existing = DB::list_cf(&db_opts, path).unwrap_or_default();
+        let old = existing.iter().any(|c| c == CF_OLD_MENTIONS);
+        let mut cfs = cfs;
+        if old {
+            cfs.push(ColumnFamilyDescriptor::new(
+                CF_OLD_MENTIONS,
+                cf_opts(false, true),
+            ));
+        }
+        let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
+        if old {
+            db.drop_cf(CF_OLD_MENTIONS).map_err(engine)?;
+        }
         Ok(RocksStore { db })
     }
 
@@ -178,7 +193,7 @@ impl Store for RocksStore {
             self.cf(CF_NODES)?,
             self.cf(CF_LEAF)?,
             self.cf(CF_EVENT)?,
-            self.cf(CF_MENTIONS)?,
+            self.cf(CF_LINEAGE)?,
         );
         let mut wb = WriteBatch::default();
         for (i, e) in batch.entries.iter().enumerate() {
@@ -291,26 +306,28 @@ impl Store for RocksStore {
         m
     }
 
-    fn mentions(
+    fn mentions_as(
         &self,
         prefix: &[u8],
+        role: super::Role,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, super::Role)>, StoreError> {
-        let mut start = prefix.to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
-        let mut end = prefix.to_vec();
+    ) -> Result<Vec<u64>, StoreError> {
+        let under = super::role_prefix(prefix, role);
+        let start = super::mention_full_key(prefix, from, role);
+        let mut end = under.clone();
         end.extend_from_slice(&[0xff; 9]);
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(end);
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_MENTIONS)?, ro);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LINEAGE)?, ro);
         it.seek(&start);
         let mut out = Vec::new();
         while it.valid() && out.len() < limit {
             if let Some(k) = it.key() {
-                let tail = super::mention_tail(prefix, k)
-                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
-                out.push(tail);
+                out.push(
+                    super::mention_index(&under, k)
+                        .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?,
+                );
             }
             it.next();
         }
@@ -318,8 +335,33 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn last_mention(
+        &self,
+        prefix: &[u8],
+        role: super::Role,
+        before: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if before == 0 {
+            return Ok(None);
+        }
+        let under = super::role_prefix(prefix, role);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(under.clone());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LINEAGE)?, ro);
+        it.seek_for_prev(super::mention_full_key(prefix, before - 1, role));
+        let found = match it.key() {
+            Some(k) if it.valid() => Some(
+                super::mention_index(&under, k)
+                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?,
+            ),
+            _ => None,
+        };
+        it.status().map_err(engine)?;
+        Ok(found)
+    }
+
     fn put_mentions(&self, items: &[(u64, Vec<u8>, super::Role)]) -> Result<(), StoreError> {
-        let cf = self.cf(CF_MENTIONS)?;
+        let cf = self.cf(CF_LINEAGE)?;
         let mut wb = WriteBatch::default();
         for (index, prefix, role) in items {
             wb.put_cf(cf, super::mention_full_key(prefix, *index, *role), []);
@@ -341,5 +383,30 @@ impl Store for RocksStore {
         self.db
             .put_opt(format!("{META_PREFIX}{}", key.as_str()), value, &wo)
             .map_err(engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lineage_index_of_earlier_versions_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = DB::open_cf(&o, &path, [CF_OLD_MENTIONS]).unwrap();
+            db.put_cf(db.cf_handle(CF_OLD_MENTIONS).unwrap(), b"k", b"")
+                .unwrap();
+        }
+        let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        assert_eq!(store.tree_size().unwrap(), 0);
+        drop(store);
+        let cfs = DB::list_cf(&Options::default(), &path).unwrap();
+        assert!(!cfs.iter().any(|c| c == CF_OLD_MENTIONS), "{cfs:?}");
+        assert!(cfs.iter().any(|c| c == CF_LINEAGE), "{cfs:?}");
     }
 }

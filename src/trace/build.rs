@@ -105,28 +105,14 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
 }
 
 /// The entries below `size` whose subject is `r`, in log order, at most
-/// [`MAX_PER_NODE`]; and whether there were more.
+/// [`MAX_PER_NODE`]; and whether there were more. One range read of the
+/// subject mentions, however many entries name `r` in `related`.
 fn subject_entries(log: &Log, r: &Ref, size: u64) -> Result<(Vec<u64>, bool), Error> {
-    let mut out = Vec::new();
-    let mut from = 0u64;
-    loop {
-        let page = log.mentions(&r.kind, &r.id, from, 1024)?;
-        let Some(last) = page.last() else {
-            return Ok((out, false));
-        };
-        from = last.0.saturating_add(1);
-        for (index, role) in page {
-            if index >= size {
-                return Ok((out, false));
-            }
-            if role == Role::Subject {
-                if out.len() == MAX_PER_NODE {
-                    return Ok((out, true));
-                }
-                out.push(index);
-            }
-        }
-    }
+    let mut out = log.mentions_as(&r.kind, &r.id, Role::Subject, 0, MAX_PER_NODE + 1)?;
+    out.retain(|i| *i < size);
+    let more = out.len() > MAX_PER_NODE;
+    out.truncate(MAX_PER_NODE);
+    Ok((out, more))
 }
 
 /// Is `l` an ancestor of `r` on the walk (so the link from `r` closes a

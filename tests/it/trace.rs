@@ -281,3 +281,58 @@ async fn cycles_end_and_long_or_wide_traces_are_bounded() {
     trace::check(&policy, &serde_json::to_vec(&wide).unwrap()).unwrap();
     s.stop().await;
 }
+
+/// The walk's work at a node is bounded by the entries about it, not by how
+/// many entries mention it: a deployment named by thousands of predictions
+/// is one short range read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_mentioned_by_many_entries_costs_one_bounded_read() {
+    use modeltrail::audit::event::prepare;
+    use modeltrail::log::{Log, LogConfig};
+    use modeltrail::note::{KeyName, SignerKey};
+    use modeltrail::store::fault::FaultyStore;
+    use modeltrail::store::{MemStore, Store};
+    use std::sync::Arc;
+    let store = Arc::new(FaultyStore::new(Arc::new(MemStore::new())));
+    let key = SignerKey::from_seed(KeyName::new("t.example/log").unwrap(), [2u8; 32]);
+    let log = Log::open(
+        store.clone() as Arc<dyn Store>,
+        key.clone(),
+        LogConfig::new("t.example/log"),
+        Arc::new(modeltrail::metrics::Metrics::default()),
+    )
+    .unwrap();
+    let append = |e: Value| {
+        let p = prepare(e.to_string().as_bytes()).unwrap();
+        log.append(p)
+    };
+    append(ev("register", ("model_version", "m:v1"), &[("run", "r1")]))
+        .await
+        .unwrap();
+    append(ev("deploy", ("deployment", "d"), &[("model_version", "m:v1")]))
+        .await
+        .unwrap();
+    const N: usize = 3000;
+    let mut last = 0;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(100) {
+        let futs: Vec<_> = chunk
+            .iter()
+            .map(|i| append(ev("predict", ("prediction", &format!("p{i}")), &[("deployment", "d")])))
+            .collect();
+        for f in futs {
+            last = f.await.unwrap().index;
+        }
+    }
+    let _ = last;
+    let before = store.mention_keys_read();
+    let b = trace::build(&log, modeltrail::audit::Ref::new("prediction", "p2999")).unwrap();
+    let read = store.mention_keys_read() - before;
+    assert_eq!(
+        b.nodes.iter().map(|n| n.reference().to_string()).collect::<Vec<_>>(),
+        ["prediction:p2999", "deployment:d", "model_version:m:v1", "run:r1"]
+    );
+    assert!(read < 20, "the walk read {read} lineage keys");
+    let policy = Policy::log_only(key.verifier());
+    trace::check(&policy, &serde_json::to_vec(&b).unwrap()).unwrap();
+    log.shutdown().await;
+}
