@@ -34,6 +34,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
+/// The most a connection buffers: headers beyond it are refused, body
+/// bytes wait in the socket.
+pub const MAX_BUF: usize = 64 * 1024;
+
 /// Bounds on connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnLimits {
@@ -68,7 +72,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUF);
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

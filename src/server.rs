@@ -3,13 +3,13 @@
 //! secrets owner-only), and serving with graceful shutdown.
 
 use crate::api::{self, ApiLimits, AppState};
-use crate::serve::ConnLimits;
 use crate::fsutil::{self, FileError};
 use crate::ledger::{Ledger, SnapshotPolicy};
 use crate::log::{Log, LogConfig};
 use crate::metrics::Metrics;
 use crate::note::VerifierKey;
 use crate::note::{KeyName, SignerKey};
+use crate::serve::ConnLimits;
 use crate::store::{RocksOptions, RocksStore, Store};
 use crate::witness::collector::{Collector, CollectorConfig, WitnessSpec};
 use serde::Deserialize;
@@ -74,6 +74,13 @@ pub struct FileLimits {
     pub block_cache_mb: Option<usize>,
     /// Least seconds between two snapshots of the derived state (default 10).
     pub snapshot_interval_secs: Option<u64>,
+    /// Most MiB of entries queued for the sequencer (default 32).
+    pub queue_mb: Option<usize>,
+    /// Most appends being read, checked or committed at once (default 256).
+    pub max_appends: Option<usize>,
+    /// Most expensive reads (entry bundles, entry pages, search, traces,
+    /// proofs of a version) at once (default 2).
+    pub max_heavy_reads: Option<usize>,
     /// Most open connections (default 1024).
     pub max_connections: Option<usize>,
     /// Seconds a request's headers may take to arrive (default 10).
@@ -105,8 +112,11 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub origin: String,
     pub queue_depth: usize,
+    pub queue_bytes: usize,
     pub max_batch: usize,
     pub max_page: u64,
+    pub max_appends: usize,
+    pub max_heavy_reads: usize,
     pub request_timeout: Duration,
     pub block_cache_bytes: usize,
     /// Witnessing, if any witnesses are configured.
@@ -215,6 +225,9 @@ impl ServerConfig {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             origin,
             queue_depth: o.queue_depth.or(l.queue_depth).unwrap_or(16_384),
+            queue_bytes: l.queue_mb.unwrap_or(32) << 20,
+            max_appends: l.max_appends.unwrap_or(256),
+            max_heavy_reads: l.max_heavy_reads.unwrap_or(2),
             max_batch: o.max_batch.or(l.max_batch).unwrap_or(4096),
             max_page: o.max_page.or(l.max_page).unwrap_or(1000),
             request_timeout: Duration::from_secs(l.request_timeout_secs.unwrap_or(30)),
@@ -227,9 +240,8 @@ impl ServerConfig {
             },
             connections: {
                 let d = ConnLimits::default();
-                let secs = |v: Option<u64>, dflt: Duration| {
-                    v.map(Duration::from_secs).unwrap_or(dflt)
-                };
+                let secs =
+                    |v: Option<u64>, dflt: Duration| v.map(Duration::from_secs).unwrap_or(dflt);
                 ConnLimits {
                     max_connections: l.max_connections.unwrap_or(d.max_connections),
                     header_timeout: secs(l.header_timeout_secs, d.header_timeout),
@@ -239,16 +251,19 @@ impl ServerConfig {
             },
         };
         let c = &cfg.connections;
-        if c.max_connections == 0
-            || c.header_timeout.is_zero()
-            || c.idle_timeout.is_zero()
-        {
+        if c.max_connections == 0 || c.header_timeout.is_zero() || c.idle_timeout.is_zero() {
             return Err(ServerError::Config(
                 "max_connections, header_timeout_secs and idle_timeout_secs must be at least 1"
                     .into(),
             ));
         }
-        if cfg.queue_depth == 0 || cfg.max_batch == 0 || cfg.max_page == 0 {
+        if cfg.queue_depth == 0
+            || cfg.max_batch == 0
+            || cfg.max_page == 0
+            || cfg.max_appends == 0
+            || cfg.max_heavy_reads == 0
+            || cfg.queue_bytes == 0
+        {
             return Err(ServerError::Config("limits must be at least 1".into()));
         }
         Ok(cfg)
@@ -379,20 +394,34 @@ impl Running {
     }
 }
 
-/// Open the store and log and start serving on `cfg.listen`.
+/// Open the store (RocksDB in the data directory) and the log, and start
+/// serving on `cfg.listen`.
 pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, ServerError> {
-    let db_path = cfg.data_dir.join("db");
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(
-        &db_path,
+    start_on(cfg, data, open_store(cfg)?).await
+}
+
+/// The data directory's RocksDB store.
+pub fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
+    Ok(Arc::new(RocksStore::open(
+        &cfg.data_dir.join("db"),
         &RocksOptions {
             block_cache_bytes: cfg.block_cache_bytes,
             ..RocksOptions::default()
         },
-    )?);
+    )?))
+}
+
+/// Start serving on a store opened by the caller (a test may wrap it).
+pub async fn start_on(
+    cfg: &ServerConfig,
+    data: &DataDir,
+    store: Arc<dyn Store>,
+) -> Result<Running, ServerError> {
     let log_cfg = LogConfig {
         origin: cfg.origin.clone(),
         queue_depth: cfg.queue_depth,
         max_batch: cfg.max_batch,
+        queue_bytes: cfg.queue_bytes,
     };
     let log = Arc::new(Log::open(
         store,
@@ -405,18 +434,23 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
         tokio::task::spawn_blocking(move || {
             let rebuilt = crate::state::ensure_lineage(log.store().as_ref())?;
             if rebuilt > 0 {
-                tracing::info!(keys = rebuilt, "rebuilt the lineage index in its new layout");
+                tracing::info!(
+                    keys = rebuilt,
+                    "rebuilt the lineage index in its new layout"
+                );
             }
             Ledger::open(log, &token, policy)
         })
-            .await
-            .map_err(|e| ServerError::Config(format!("loading the derived state: {e}")))??
+        .await
+        .map_err(|e| ServerError::Config(format!("loading the derived state: {e}")))??
     };
     let ledger = Arc::new(ledger);
     let mut state = AppState::new(
         ledger.clone(),
         ApiLimits {
             max_page: cfg.max_page,
+            max_appends: cfg.max_appends,
+            max_heavy_reads: cfg.max_heavy_reads,
             request_timeout: cfg.request_timeout,
             witness_wait: cfg.witness_wait,
         },

@@ -264,6 +264,10 @@ pub struct ModelVersion {
     pub proof_tree_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proofs: Option<Vec<EntryProof>>,
+    /// With more events than one answer proves: the `start` of the next
+    /// page of proofs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proofs_next: Option<u64>,
 }
 
 /// A witness's `GET /healthz`.

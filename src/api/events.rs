@@ -30,6 +30,8 @@ pub(super) async fn append(
     // the token again when it appends.
     let token = bearer(&headers)?;
     st.ledger.authenticate(token).await?;
+    // Appends in flight are bounded, so their bodies and copies are too.
+    let _slot = st.append_slot()?;
     let q = Query::parse(q.as_deref(), &["wait"])?;
     let wait_witnessed = match q.str("wait") {
         None => false,

@@ -3,7 +3,9 @@
 //! published head.
 
 use super::extract::{parse_uuid, path_u64, Page, PathParam, Query};
-use super::{blocking, entry as entry_wire, receipt as receipt_wire, ApiError, AppState};
+use super::{
+    blocking, entry as entry_wire, receipt as receipt_wire, ApiError, AppState, MAX_PAGE_BYTES,
+};
 use crate::encoding::parse_hex32;
 use crate::error::Error;
 use crate::tiles::{self, TileKind};
@@ -40,6 +42,12 @@ pub(super) async fn tile(
         }
     }
     let start = t.index * tiles::TILE_WIDTH;
+    // An entry bundle is up to 256 entries of up to 64 KiB: an expensive
+    // read. Hash tiles are 8 KiB.
+    let _slot = match t.kind {
+        TileKind::Entries => Some(st.heavy_slot().await?),
+        TileKind::Hashes { .. } => None,
+    };
     let body = match t.kind {
         TileKind::Hashes { level } => {
             let hashes = blocking(&st.log, move |log| {
@@ -148,7 +156,8 @@ pub(super) async fn entries(
         .into());
     }
     let end = start.saturating_add(limit).min(size);
-    let list = blocking(&st.log, move |log| log.entries(start, end)).await?;
+    let _slot = st.heavy_slot().await?;
+    let list = blocking(&st.log, move |log| read_page(log, start, end)).await?;
     let entries = list
         .iter()
         .enumerate()
@@ -159,6 +168,26 @@ pub(super) async fn entries(
         tree_size: size,
         entries,
     }))
+}
+
+/// Entries `[start, end)`, read a few at a time, stopping before the page
+/// holds more than [`MAX_PAGE_BYTES`] of events (but with at least one).
+fn read_page(log: &crate::log::Log, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
+    const CHUNK: u64 = 16;
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0usize;
+    let mut at = start;
+    while at < end {
+        for e in log.entries(at, (at + CHUNK).min(end))? {
+            if !out.is_empty() && bytes + e.len() > MAX_PAGE_BYTES {
+                return Ok(out);
+            }
+            bytes += e.len();
+            out.push(e);
+        }
+        at += CHUNK;
+    }
+    Ok(out)
 }
 
 pub(super) async fn event_by_id(

@@ -25,22 +25,33 @@ use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::log::{Head, Log};
 use crate::wire;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Largest request body accepted for an event.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest body of any other request.
 pub const MAX_SMALL_BODY: usize = 16 * 1024;
+/// Most bytes of events in one page of entries or search results (a page
+/// always holds at least one entry).
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+/// Longest an expensive read waits for a slot.
+pub const HEAVY_READ_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct ApiLimits {
     /// Most entries in one page of a list.
     pub max_page: u64,
+    /// Most appends in flight (from reading the body to the receipt);
+    /// beyond it, 503 with `Retry-After`.
+    pub max_appends: usize,
+    /// Most expensive reads at once; a read waits up to
+    /// [`HEAVY_READ_WAIT`] for a slot, then gets 503 with `Retry-After`.
+    pub max_heavy_reads: usize,
     pub request_timeout: Duration,
     /// Longest an append with `?wait=witnessed` waits for cosignatures.
     pub witness_wait: Duration,
@@ -50,6 +61,8 @@ impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits {
             max_page: 1000,
+            max_appends: 256,
+            max_heavy_reads: 2,
             request_timeout: Duration::from_secs(30),
             witness_wait: Duration::from_secs(10),
         }
@@ -63,6 +76,8 @@ pub struct AppState {
     limits: ApiLimits,
     /// The checkpoint cosigned by witnesses, when witnesses are configured.
     witnessed: Option<watch::Receiver<Arc<Head>>>,
+    appends: Arc<Semaphore>,
+    heavy: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -70,8 +85,29 @@ impl AppState {
         AppState {
             log: ledger.log().clone(),
             ledger,
+            appends: Arc::new(Semaphore::new(limits.max_appends.max(1))),
+            heavy: Arc::new(Semaphore::new(limits.max_heavy_reads.max(1))),
             limits,
             witnessed: None,
+        }
+    }
+
+    /// A slot for an append, or 503 at once.
+    fn append_slot(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.appends.clone().try_acquire_owned().map_err(|_| {
+            self.log.metrics().overloaded.inc();
+            Error::Overloaded
+        })
+    }
+
+    /// A slot for an expensive read, waiting a little, or 503.
+    async fn heavy_slot(&self) -> Result<OwnedSemaphorePermit, Error> {
+        match tokio::time::timeout(HEAVY_READ_WAIT, self.heavy.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => {
+                self.log.metrics().overloaded.inc();
+                Err(Error::Overloaded)
+            }
         }
     }
 
@@ -144,11 +180,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/trace/{kind}/{id}", get(registry::trace))
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
         .method_not_allowed_fallback(|| async { ApiError::from(Error::MethodNotAllowed) })
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(timeout, time_limit))
         .with_state(state)
+}
+
+/// Every request gets `limit` to be answered; past it, 503 with the JSON
+/// error body and `Retry-After`.
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::from(Error::Unavailable(format!(
+            "the request took longer than {} s",
+            limit.as_secs()
+        )))
+        .into_response(),
+    }
 }
 
 /// Run blocking store reads off the async workers.

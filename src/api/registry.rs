@@ -2,7 +2,7 @@
 //! (with proofs on request), search by any id, and lineage traces.
 
 use super::extract::{Page, PathParam, Query};
-use super::{blocking, ApiError, AppState};
+use super::{blocking, ApiError, AppState, MAX_PAGE_BYTES};
 use crate::audit::event;
 use crate::audit::Ref;
 use crate::error::Error;
@@ -11,6 +11,9 @@ use crate::tree::leaf_hash;
 use crate::wire::{self, Hex32};
 use axum::extract::{RawQuery, State};
 use axum::Json;
+
+/// Most inclusion proofs in one answer about a model version.
+pub const MAX_PROOFS: u64 = 256;
 
 /// A `(type, id)` from a request: a type as in events, an id of bounded size.
 fn lineage_ref(kind: &str, id: &str) -> Result<Ref, Error> {
@@ -25,8 +28,9 @@ pub(super) async fn model_version(
     PathParam((name, version)): PathParam<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::ModelVersion>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["proofs"])?;
+    let q = Query::parse(q.as_deref(), &["proofs", "start", "limit"])?;
     let with_proofs = q.flag("proofs")?;
+    let page = Page::parse(&q, MAX_PROOFS)?;
     if name.is_empty() || version.is_empty() || name.len() + version.len() > 255 {
         return Err(Error::bad("bad_path", "model name and version must be 1..=255 bytes").into());
     }
@@ -39,13 +43,26 @@ pub(super) async fn model_version(
         checkpoint: None,
         proof_tree_size: None,
         proofs: None,
+        proofs_next: None,
         state: v,
     };
     if with_proofs {
         // Every event the state came from, with its inclusion proof against
         // the checkpoint `/checkpoint` serves (when it covers them).
         let head = st.published();
-        let events = out.state.events.clone();
+        let _slot = st.heavy_slot().await?;
+        // At most MAX_PROOFS proofs per answer: `proofs_next` pages on.
+        let covered: Vec<u64> = out
+            .state
+            .events
+            .iter()
+            .copied()
+            .filter(|i| *i < head.size)
+            .collect();
+        let from = (page.start as usize).min(covered.len());
+        let to = from.saturating_add(page.limit as usize).min(covered.len());
+        out.proofs_next = (to < covered.len()).then_some(to as u64);
+        let events = covered[from..to].to_vec();
         let (proofs, head) = blocking(&st.log, move |log| {
             let mut list = Vec::new();
             for i in events.into_iter().filter(|i| *i < head.size) {
@@ -76,10 +93,12 @@ pub(super) async fn search(
     let r = lineage_ref(q.required("type")?, q.required("id")?)?;
     let Page { start, limit } = Page::parse(&q, st.limits.max_page)?;
     let size = st.log.head().size;
+    let _slot = st.heavy_slot().await?;
     let (found, next) = blocking(&st.log, move |log| {
         let page = log.mentions(&r.kind, &r.id, start, limit as usize + 1)?;
         let mut out = Vec::new();
         let mut next = None;
+        let mut bytes = 0usize;
         for (i, (index, role)) in page.into_iter().enumerate() {
             if index >= size {
                 break;
@@ -88,7 +107,14 @@ pub(super) async fn search(
                 next = Some(index);
                 break;
             }
-            out.push((index, role, log.entry(index)?));
+            let e = log.entry(index)?;
+            // Bounded in bytes as well as entries: the rest is the next page.
+            if !out.is_empty() && bytes + e.len() > MAX_PAGE_BYTES {
+                next = Some(index);
+                break;
+            }
+            bytes += e.len();
+            out.push((index, role, e));
         }
         Ok((out, next))
     })
@@ -121,6 +147,7 @@ pub(super) async fn trace(
     PathParam((kind, id)): PathParam<(String, String)>,
 ) -> Result<Json<wire::TraceBundle>, ApiError> {
     let start = lineage_ref(&kind, &id)?;
+    let _slot = st.heavy_slot().await?;
     let bundle = blocking(&st.log, move |log| crate::trace::build(log, start)).await?;
     Ok(Json(bundle))
 }

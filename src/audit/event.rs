@@ -202,7 +202,9 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
     // What is stored must read back as the same event under the same strict
     // rules, or every verifier would report the honest entry as tampered.
     let reread = parse_strict(&canonical).map_err(|e| {
-        EventError::Json(format!("the event's canonical form does not parse back: {e}"))
+        EventError::Json(format!(
+            "the event's canonical form does not parse back: {e}"
+        ))
     })?;
     if serde_jcs::to_vec(&reread).ok().as_deref() != Some(&canonical[..]) {
         return Err(EventError::Json(

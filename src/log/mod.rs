@@ -40,6 +40,9 @@ pub struct LogConfig {
     pub queue_depth: usize,
     /// Most submissions in one group commit.
     pub max_batch: usize,
+    /// Most bytes of entries waiting for the sequencer before appends get
+    /// 503: with `queue_depth`, the bound on the queue's memory.
+    pub queue_bytes: usize,
 }
 
 impl LogConfig {
@@ -48,6 +51,7 @@ impl LogConfig {
             origin: origin.to_string(),
             queue_depth: 16_384,
             max_batch: 4096,
+            queue_bytes: 32 << 20,
         }
     }
 }
@@ -132,6 +136,9 @@ pub enum OpenError {
 
 pub struct Log {
     store: Arc<dyn Store>,
+    /// Bytes of entries queued for the sequencer, and the most allowed.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    queue_bytes: usize,
     origin: String,
     verifier: VerifierKey,
     head: watch::Receiver<Arc<Head>>,
@@ -228,7 +235,9 @@ impl Log {
         let (head_tx, head_rx) = watch::channel(state.head.clone());
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let healthy = Arc::new(AtomicBool::new(true));
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seq = sequencer::Sequencer {
+            queued: queued.clone(),
             store: store.clone(),
             signer: signer.clone(),
             origin: origin.clone(),
@@ -244,6 +253,8 @@ impl Log {
             .map_err(|e| OpenError::Corrupt(format!("cannot start the sequencer: {e}")))?;
         Ok(Log {
             store,
+            queued,
+            queue_bytes: config.queue_bytes.max(MAX_ENTRY),
             origin,
             verifier: signer.verifier(),
             head: head_rx,
@@ -300,6 +311,14 @@ impl Log {
         let entry = new_entry(prepared);
         let canonical = entry.bytes.clone();
         let leaf_hash = entry.leaf_hash;
+        let len = entry.bytes.len();
+        // The queue's memory is bounded in bytes as well as in entries; the
+        // sequencer gives the bytes back once it has taken the entry.
+        if self.queued.fetch_add(len, Ordering::SeqCst) + len > self.queue_bytes {
+            self.queued.fetch_sub(len, Ordering::SeqCst);
+            self.metrics.overloaded.inc();
+            return Err(Error::Overloaded);
+        }
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job::Append(Submission {
             entry,
@@ -307,12 +326,17 @@ impl Log {
             reply,
         })) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.overloaded.inc();
-                return Err(Error::Overloaded);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(Error::Unavailable("the log is shutting down".into()))
+            Err(e) => {
+                self.queued.fetch_sub(len, Ordering::SeqCst);
+                return Err(match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        self.metrics.overloaded.inc();
+                        Error::Overloaded
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        Error::Unavailable("the log is shutting down".into())
+                    }
+                });
             }
         }
         let c = rx
@@ -553,6 +577,9 @@ impl Log {
         self.store.memory()
     }
 }
+
+/// The largest entry, which the byte budget must always admit.
+const MAX_ENTRY: usize = crate::audit::event::MAX_ENTRY_BYTES;
 
 /// The store's view of a prepared event: its bytes, leaf hash, id and
 /// lineage keys (the subject and each `related` link).

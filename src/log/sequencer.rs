@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, watch};
 const MAX_BATCH_BYTES: usize = 32 << 20;
 
 pub(super) struct Sequencer {
+    /// Bytes of queued entries, given back as they are taken.
+    pub queued: Arc<std::sync::atomic::AtomicUsize>,
     pub store: Arc<dyn Store>,
     pub signer: SignerKey,
     pub origin: String,
@@ -61,6 +63,7 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
+            self.queued.fetch_sub(bytes, Ordering::SeqCst);
             self.process(batch);
             if stop {
                 break;

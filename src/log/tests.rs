@@ -286,3 +286,61 @@ async fn read_paths_check_bounds() {
     assert_eq!(log.entries(8, 100).unwrap().len(), 2);
     log.shutdown().await;
 }
+
+fn big(n: usize) -> Prepared {
+    let v = serde_json::json!({
+        "action": "register",
+        "actor": {"type": "service", "id": "ci"},
+        "timestamp": "2025-05-05T14:03:00Z",
+        "subject": {"type": "model_version", "id": format!("m:v{n}")},
+        "metadata": {"blob": "x".repeat(60_000)},
+    });
+    prepare(v.to_string().as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_in_bytes() {
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let store: Arc<dyn Store> = Arc::new(GatedStore {
+        inner: MemStore::new(),
+        gate: std::sync::Mutex::new(gate),
+        entered: std::sync::Mutex::new(entered_tx),
+    });
+    let mut cfg = LogConfig::new(ORIGIN);
+    // Room for two 60 KB entries, however many the queue could count.
+    cfg.queue_bytes = 130_000;
+    let log = Arc::new(Log::open(store, signer(), cfg, Arc::new(Metrics::default())).unwrap());
+    let first = tokio::spawn({
+        let log = log.clone();
+        async move { log.append(big(0)).await }
+    });
+    tokio::task::spawn_blocking(move || entered.recv().unwrap())
+        .await
+        .unwrap();
+    // The first was taken by the sequencer: its bytes are free again.
+    let queued: Vec<_> = (1..3)
+        .map(|n| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(big(n)).await })
+        })
+        .collect();
+    while log.queued.load(Ordering::SeqCst) < 120_000 {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(log.append(big(9)).await, Err(Error::Overloaded)));
+    for _ in 0..3 {
+        open_gate.send(()).unwrap();
+    }
+    first.await.unwrap().unwrap();
+    for q in queued {
+        q.await.unwrap().unwrap();
+    }
+    assert_eq!(log.head().size, 3);
+    assert_eq!(log.queued.load(Ordering::SeqCst), 0);
+    // With the queue drained, a big entry is welcome again.
+    open_gate.send(()).unwrap();
+    log.append(big(10)).await.unwrap();
+    drop(open_gate);
+    log.shutdown().await;
+}

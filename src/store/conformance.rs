@@ -101,11 +101,17 @@ fn check_contents(store: &dyn Store, size: u64) {
     assert_eq!(store.mentions(&mixed, 0, usize::MAX).unwrap(), want);
     assert_eq!(
         store.mentions(&mixed, 3, 4).unwrap(),
-        want.iter().copied().filter(|m| m.0 >= 3).take(4).collect::<Vec<_>>()
+        want.iter()
+            .copied()
+            .filter(|m| m.0 >= 3)
+            .take(4)
+            .collect::<Vec<_>>()
     );
     let subjects: Vec<u64> = (0..size).filter(|i| i % 5 == 0).collect();
     assert_eq!(
-        store.mentions_as(&mixed, Role::Subject, 0, usize::MAX).unwrap(),
+        store
+            .mentions_as(&mixed, Role::Subject, 0, usize::MAX)
+            .unwrap(),
         subjects
     );
     for before in [0, 1, 5, 6, size / 2, size, size + 10] {
@@ -117,7 +123,9 @@ fn check_contents(store: &dyn Store, size: u64) {
         );
     }
     assert_eq!(
-        store.last_mention(&mention_key("mixed", "n"), Role::Subject, size).unwrap(),
+        store
+            .last_mention(&mention_key("mixed", "n"), Role::Subject, size)
+            .unwrap(),
         None
     );
 

@@ -7,6 +7,7 @@
 //!   report failure (the fsync's outcome is unknown to the caller: the
 //!   batch did reach the log).
 //! - [`Fault::FailReads`]: entry and node reads fail.
+//! - [`FaultyStore::set_delay_ms`]: a slow disk.
 //!
 //! It is not a storage engine: it forwards everything else to the store it
 //! wraps, and so passes the same conformance suite.
@@ -33,6 +34,8 @@ pub struct FaultyStore {
     mention_keys_read: AtomicU64,
     /// Commits attempted (failed or not).
     commits: AtomicU64,
+    /// Milliseconds every commit and entry read takes, on top.
+    delay_ms: AtomicU64,
 }
 
 impl FaultyStore {
@@ -42,6 +45,19 @@ impl FaultyStore {
             fault: AtomicU8::new(Fault::None as u8),
             mention_keys_read: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Make every commit and entry read take `ms` longer (a slow disk).
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn slow(&self) {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
     }
 
@@ -85,6 +101,7 @@ impl Store for FaultyStore {
     }
     fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
         self.commits.fetch_add(1, Ordering::SeqCst);
+        self.slow();
         match self.fault() {
             Fault::FailCommit => Err(StoreError::Engine("injected: no space left".into())),
             Fault::FailCommitAfterPersist => {
@@ -96,6 +113,7 @@ impl Store for FaultyStore {
     }
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.reads()?;
+        self.slow();
         self.inner.entries(start, end)
     }
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {

@@ -2,8 +2,8 @@
 //! benches. Not durable, by design.
 
 use super::{
-    check_contiguous, mention_full_key, mention_index, role_prefix, Batch, EventId, MetaKey, Role, Store,
-    StoreError,
+    check_contiguous, mention_full_key, mention_index, role_prefix, Batch, EventId, MetaKey, Role,
+    Store, StoreError,
 };
 use crate::tree::{Hash, NodeId};
 use std::collections::BTreeSet;

@@ -116,13 +116,6 @@ impl Role {
             Role::Related => b'r',
         }
     }
-    fn from_byte(b: u8) -> Option<Role> {
-        match b {
-            b's' => Some(Role::Subject),
-            b'r' => Some(Role::Related),
-            _ => None,
-        }
-    }
 }
 
 /// The lineage index's key prefix for `(type, id)`: `type 0x00 id 0x00`.
@@ -212,8 +205,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last entry before index `before` that mentions `prefix` in
     /// `role`: one seek.
-    fn last_mention(&self, prefix: &[u8], role: Role, before: u64)
-        -> Result<Option<u64>, StoreError>;
+    fn last_mention(
+        &self,
+        prefix: &[u8],
+        role: Role,
+        before: u64,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Entries that mention `prefix` in either role, from index `from` on,
     /// in log order, at most `limit`.

@@ -2,7 +2,7 @@
 //! `related` links from the start, each node's subject entries with their
 //! inclusion proofs against the head at the start of the walk.
 
-use super::{MAX_ENTRIES, MAX_NODES, MAX_PER_NODE};
+use super::{MAX_ENTRIES, MAX_EVENT_BYTES, MAX_NODES, MAX_PER_NODE};
 use crate::audit::{Event, Ref};
 use crate::error::Error;
 use crate::log::Log;
@@ -22,6 +22,8 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
     let mut queue: VecDeque<Ref> = VecDeque::new();
     let mut notes: Vec<String> = Vec::new();
     let mut truncated = false;
+    let mut bytes = 0usize;
+    let mut out_of_bytes = false;
     // Who first linked to each node, to tell a cycle from a shared ancestor.
     let mut parent: HashMap<Ref, Ref> = HashMap::new();
     visited.insert(start.clone());
@@ -60,13 +62,21 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
                     notes.push(format!("stopped at {MAX_ENTRIES} entries"));
                     break;
                 }
-                let bytes = log.entry(index)?;
-                let ev = Event::from_canonical(&bytes)
+                let bytes_of = log.entry(index)?;
+                if bytes + bytes_of.len() > MAX_EVENT_BYTES {
+                    truncated = true;
+                    node.truncated = true;
+                    notes.push(format!("stopped at {MAX_EVENT_BYTES} bytes of events"));
+                    out_of_bytes = true;
+                    break;
+                }
+                bytes += bytes_of.len();
+                let ev = Event::from_canonical(&bytes_of)
                     .map_err(|e| Error::Internal(format!("entry {index}: {e}")))?;
                 let (_, proof) = log.leaf_and_inclusion_proof(index, size)?;
                 entries.push(TraceEntry {
                     index,
-                    event: raw_event(&bytes).map_err(|e| Error::Internal(e.to_string()))?,
+                    event: raw_event(&bytes_of).map_err(|e| Error::Internal(e.to_string()))?,
                     inclusion_proof: hexes(&proof),
                 });
                 slot.insert(ev.links());
@@ -87,7 +97,7 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
             }
         }
         nodes.push(node);
-        if truncated && entries.len() == MAX_ENTRIES {
+        if out_of_bytes || (truncated && entries.len() == MAX_ENTRIES) {
             break;
         }
     }

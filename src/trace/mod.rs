@@ -9,7 +9,8 @@
 //! - [`render`] prints a verified bundle as a tree for people.
 //!
 //! The walk visits each `(type, id)` once, so cycles in `related` links end
-//! it, and it is bounded in nodes, entries and entries per node; a bundle
+//! it, and it is bounded in nodes, entries, entries per node and bytes of
+//! events (work and memory: each node is one range read); a bundle
 //! that hit a bound says so (`truncated`, with the reasons in `notes`).
 
 mod build;
@@ -26,5 +27,7 @@ pub const MAX_NODES: usize = 256;
 pub const MAX_ENTRIES: usize = 1024;
 /// Most entries whose subject is one node.
 pub const MAX_PER_NODE: usize = 256;
+/// Most bytes of events in one trace.
+pub const MAX_EVENT_BYTES: usize = 8 << 20;
 /// Largest bundle the verifier reads.
 pub const MAX_BUNDLE_BYTES: usize = 64 << 20;

@@ -2,8 +2,8 @@
 //! connections are cut off, a connection cap holds, appends keep working,
 //! and a stop does not wait on them.
 
-use crate::common::*;
 use crate::common::crash;
+use crate::common::*;
 use modeltrail::serve::ConnLimits;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,7 +92,11 @@ async fn half_open_and_silent_connections_are_cut_off_and_capped() {
     .unwrap();
     let t = Instant::now();
     assert!(closed_within(&mut c, Duration::from_secs(10)).await);
-    assert!(t.elapsed() >= Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
     // An idle keep-alive connection is closed too.
     let mut c = TcpStream::connect(&addr).await.unwrap();
     c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -129,7 +133,9 @@ async fn sigterm_exits_within_the_grace_period_despite_held_connections() {
     mid.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         .await
         .unwrap();
-    let health = reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     let t = Instant::now();
     let status = std::process::Command::new("kill")
@@ -149,4 +155,234 @@ async fn sigterm_exits_within_the_grace_period_despite_held_connections() {
     let took = t.elapsed();
     eprintln!("exited {took:?} after SIGTERM with 301 connections held");
     assert!(took < Duration::from_secs(6), "{took:?}");
+}
+
+/// An event of about `kib` KiB.
+fn big_event(n: u64, kib: usize) -> serde_json::Value {
+    let mut e = event(n);
+    e["metadata"] = serde_json::json!({"blob": "x".repeat(kib * 1024)});
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_proofs_and_expensive_reads_are_bounded() {
+    let (mut s, store) = start_faulty(|c| {
+        c.max_heavy_reads = 1;
+        c.max_appends = 4;
+    })
+    .await;
+    // 80 events of 60 KiB: 4.7 MiB, more than a page may hold.
+    for chunk in (0..80u64).collect::<Vec<_>>().chunks(4) {
+        let evs: Vec<_> = chunk.iter().map(|n| big_event(*n, 60)).collect();
+        let futs: Vec<_> = evs.iter().map(|e| s.post(e)).collect();
+        for f in futs {
+            assert_eq!(f.await.0, 201);
+        }
+    }
+    let (status, page) = s.get_json("/v1/entries?limit=1000").await;
+    assert_eq!(status, 200);
+    let got = page["entries"].as_array().unwrap();
+    let bytes: usize = got.iter().map(|e| e["event"].to_string().len()).sum();
+    assert!(!got.is_empty() && got.len() < 80, "{}", got.len());
+    assert!(bytes <= modeltrail::api::MAX_PAGE_BYTES, "{bytes}");
+    let (_, rest) = s
+        .get_json(&format!("/v1/entries?start={}&limit=1000", got.len()))
+        .await;
+    assert_eq!(got.len() + rest["entries"].as_array().unwrap().len(), 80);
+    // Search pages are cut the same way, and say where to go on.
+    let (_, hits) = s
+        .get_json("/v1/search?type=dataset&id=ds:2025-05-01&limit=1000")
+        .await;
+    let n = hits["entries"].as_array().unwrap().len();
+    assert!(n > 0 && n < 80, "{n}");
+    assert_eq!(
+        hits["next_start"],
+        hits["entries"][n - 1]["index"].as_u64().unwrap() + 1
+    );
+
+    // One expensive read at a time here: a second one waits, then gets 503.
+    store.set_delay_ms(3000);
+    let slow = {
+        let (http, url) = (s.http.clone(), s.url("/v1/entries?limit=1"));
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s.get("/tile/entries/000.p/3").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert_eq!(slow.await.unwrap(), 200);
+
+    // Appends in flight are bounded: with four waiting on a slow disk, a
+    // fifth is refused at once, and nothing of it is written.
+    let before = s.get_json("/v1/log").await.1["tree_size"].as_u64().unwrap();
+    let waiting: Vec<_> = (0..4)
+        .map(|i| {
+            let (http, url, token) = (s.http.clone(), s.url("/v1/events"), s.token.clone());
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(event(1000 + i).to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = s.post(&event(2000)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "overloaded");
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), 201);
+    }
+    store.set_delay_ms(0);
+    assert_eq!(
+        s.get_json("/v1/log").await.1["tree_size"].as_u64().unwrap(),
+        before + 4
+    );
+
+    // A version with many events: its proofs come in pages.
+    for _ in 0..260 {
+        let approve = serde_json::json!({"action": "approve", "actor": {"type": "user", "id": "admin"},
+            "timestamp": "2025-05-05T14:03:00Z", "subject": {"type": "model_version", "id": "m:v9"}});
+        assert_eq!(s.post(&approve).await.0, 422);
+    }
+    let (status, v) = s
+        .get_json("/v1/models/m/versions/v9?proofs=true&limit=256")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["proofs"].as_array().unwrap().len(), 256);
+    assert_eq!(v["proofs_next"], 256);
+    let (_, v2) = s
+        .get_json("/v1/models/m/versions/v9?proofs=true&start=256&limit=256")
+        .await;
+    assert_eq!(v2["proofs"].as_array().unwrap().len(), 4);
+    assert!(v2.get("proofs_next").is_none());
+    assert_eq!(
+        s.get_json("/v1/models/m/versions/v9?proofs=true&limit=257")
+            .await
+            .0,
+        400
+    );
+    s.stop().await;
+}
+
+/// The server's resident memory (MiB) from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The documented memory budget of a server with the default limits
+/// (docs/SECURITY.md): RocksDB's 128 MiB, connections, appends in flight,
+/// expensive reads and the rest.
+const BUDGET_MIB: f64 = 512.0;
+
+/// A hostile mix against the real binary with its default limits: many
+/// large appends, full entry bundles and large pages, traces, and
+/// half-open connections, all at once. The server's RSS stays inside the
+/// documented budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_mix_stays_inside_the_memory_budget() {
+    let bin = env!("CARGO_BIN_EXE_modeltrail");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = crash::spawn(bin, &data);
+    let pid = server.child.id();
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let base = server.base.clone();
+    let addr = base.trim_start_matches("http://").to_string();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let post = {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        move |n: u64| {
+            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            async move {
+                http.post(format!("{base}/v1/events"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(big_event(n, 63).to_string())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        }
+    };
+    // Enough 63 KiB entries for full (16 MiB) entry bundles.
+    for chunk in (0..520u64).collect::<Vec<_>>().chunks(32) {
+        let futs: Vec<_> = chunk.iter().map(|n| post(*n)).collect();
+        for f in futs {
+            assert_eq!(f.await, 201);
+        }
+    }
+    let idle_rss = rss_mib(pid);
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        held.push(half_open(&addr).await);
+    }
+    let stop = Instant::now() + Duration::from_secs(8);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..96u64 {
+        let post = post.clone();
+        tasks.spawn(async move {
+            let mut n = 10_000 + c * 100_000;
+            while Instant::now() < stop {
+                n += 1;
+                post(n).await;
+            }
+        });
+    }
+    let reads = [
+        "/tile/entries/000",
+        "/tile/entries/001",
+        "/v1/entries?limit=1000",
+        "/v1/entries?start=200&limit=1000",
+        "/v1/search?type=dataset&id=ds:2025-05-01&limit=1000",
+        "/v1/trace/model_version/fraud:v3",
+    ];
+    for c in 0..24usize {
+        let (http, base) = (http.clone(), base.clone());
+        let path = reads[c % reads.len()];
+        tasks.spawn(async move {
+            while Instant::now() < stop {
+                let _ = http
+                    .get(format!("{base}{path}"))
+                    .header("accept-encoding", "gzip")
+                    .send()
+                    .await
+                    .map(|r| async { r.bytes().await });
+            }
+        });
+    }
+    let mut peak: f64 = 0.0;
+    while Instant::now() < stop {
+        peak = peak.max(rss_mib(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while tasks.join_next().await.is_some() {}
+    peak = peak.max(rss_mib(pid));
+    eprintln!("server RSS: {idle_rss:.0} MiB after the fill, peak {peak:.0} MiB under the mix");
+    assert!(peak > 0.0);
+    assert!(peak < BUDGET_MIB, "peak RSS {peak:.0} MiB");
+    // And it still answers.
+    assert_eq!(post(999_999_999).await, 201);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
 }

@@ -481,3 +481,135 @@ async fn overloaded_queue_answers_503_with_retry_after() {
     assert_eq!(info["tree_size"], created);
     s.stop().await;
 }
+
+/// Every error answer, from the router's own (unknown path, wrong method)
+/// to the handlers', is the JSON error body with a stable code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_the_json_error_body() {
+    let mut s = start().await;
+    let cases: Vec<(reqwest::Method, &str, Option<&str>, &str, u16, &str)> = vec![
+        (reqwest::Method::GET, "/nope", None, "", 404, "not_found"),
+        (
+            reqwest::Method::GET,
+            "/v1/entries/7",
+            None,
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/log",
+            None,
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/checkpoint",
+            None,
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/events",
+            None,
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/entries/x",
+            None,
+            "",
+            400,
+            "bad_number",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/entries?limit=0",
+            None,
+            "",
+            400,
+            "bad_limit",
+        ),
+        (
+            reqwest::Method::GET,
+            "/tile/0/00x",
+            None,
+            "",
+            400,
+            "bad_tile_path",
+        ),
+        (
+            reqwest::Method::GET,
+            "/tile/9/000",
+            None,
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/events",
+            None,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/events",
+            Some("x"),
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/admin/tokens",
+            None,
+            "",
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (method, path, token, body, want, code) in cases {
+        let mut req = s.http.request(method.clone(), s.url(path)).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{method} {path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{method} {path}: {v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // Too large and the wrong media type, with the admin token.
+    let r = s
+        .http
+        .post(s.url("/v1/events"))
+        .bearer_auth(&s.token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unsupported_media_type"
+    );
+    s.stop().await;
+}

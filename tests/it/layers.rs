@@ -44,7 +44,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "witness",
-        &["encoding", "fsutil", "log", "note", "serve", "store", "tree", "wire"],
+        &[
+            "encoding", "fsutil", "log", "note", "serve", "store", "tree", "wire",
+        ],
     ),
     (
         "api",

@@ -127,9 +127,16 @@ fn json_value() -> impl Strategy<Value = String> {
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| format!("{f:?}")),
-        (0u32..40, any::<bool>()).prop_map(|(e, neg)| format!("{}1e{e}", if neg { "-" } else { "" })),
-        prop_oneof![Just("true"), Just("false"), Just("null"), Just("-0.0"), Just("0.0")]
-            .prop_map(String::from),
+        (0u32..40, any::<bool>())
+            .prop_map(|(e, neg)| format!("{}1e{e}", if neg { "-" } else { "" })),
+        prop_oneof![
+            Just("true"),
+            Just("false"),
+            Just("null"),
+            Just("-0.0"),
+            Just("0.0")
+        ]
+        .prop_map(String::from),
         "\\PC{0,24}".prop_map(|s| serde_json::to_string(&s).unwrap()),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {

@@ -309,15 +309,25 @@ async fn a_node_mentioned_by_many_entries_costs_one_bounded_read() {
     append(ev("register", ("model_version", "m:v1"), &[("run", "r1")]))
         .await
         .unwrap();
-    append(ev("deploy", ("deployment", "d"), &[("model_version", "m:v1")]))
-        .await
-        .unwrap();
+    append(ev(
+        "deploy",
+        ("deployment", "d"),
+        &[("model_version", "m:v1")],
+    ))
+    .await
+    .unwrap();
     const N: usize = 3000;
     let mut last = 0;
     for chunk in (0..N).collect::<Vec<_>>().chunks(100) {
         let futs: Vec<_> = chunk
             .iter()
-            .map(|i| append(ev("predict", ("prediction", &format!("p{i}")), &[("deployment", "d")])))
+            .map(|i| {
+                append(ev(
+                    "predict",
+                    ("prediction", &format!("p{i}")),
+                    &[("deployment", "d")],
+                ))
+            })
             .collect();
         for f in futs {
             last = f.await.unwrap().index;
@@ -328,8 +338,16 @@ async fn a_node_mentioned_by_many_entries_costs_one_bounded_read() {
     let b = trace::build(&log, modeltrail::audit::Ref::new("prediction", "p2999")).unwrap();
     let read = store.mention_keys_read() - before;
     assert_eq!(
-        b.nodes.iter().map(|n| n.reference().to_string()).collect::<Vec<_>>(),
-        ["prediction:p2999", "deployment:d", "model_version:m:v1", "run:r1"]
+        b.nodes
+            .iter()
+            .map(|n| n.reference().to_string())
+            .collect::<Vec<_>>(),
+        [
+            "prediction:p2999",
+            "deployment:d",
+            "model_version:m:v1",
+            "run:r1"
+        ]
     );
     assert!(read < 20, "the walk read {read} lineage keys");
     let policy = Policy::log_only(key.verifier());

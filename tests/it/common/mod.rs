@@ -45,6 +45,38 @@ pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     }
 }
 
+/// A server on a store whose faults the test controls.
+pub async fn start_faulty(
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> (
+    TestServer,
+    std::sync::Arc<modeltrail::store::fault::FaultyStore>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::resolve(Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().join("data")),
+        origin: Some(ORIGIN.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    tweak(&mut cfg);
+    let data = server::prepare_data_dir(&cfg).unwrap();
+    let store = std::sync::Arc::new(modeltrail::store::fault::FaultyStore::new(
+        server::open_store(&cfg).unwrap(),
+    ));
+    let running = server::start_on(&cfg, &data, store.clone()).await.unwrap();
+    let s = TestServer {
+        base: format!("http://{}", running.addr),
+        token: data.admin_token.clone(),
+        vkey: data.signer.verifier(),
+        http: reqwest::Client::new(),
+        running: Some(running),
+        dir,
+    };
+    (s, store)
+}
+
 impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
