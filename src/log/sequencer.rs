@@ -44,8 +44,28 @@ enum Outcome {
 impl Sequencer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         loop {
-            let mut batch = match rx.blocking_recv() {
-                Some(Job::Append(s)) => vec![s],
+            let first = if self.healthy.load(Ordering::Relaxed) {
+                rx.blocking_recv()
+            } else {
+                // The store failed: probe it until a durable write works
+                // again, refusing appends meanwhile.
+                self.recover();
+                match recv_for(&mut rx, RECOVERY_POLL) {
+                    Wait::Job(j) => Some(j),
+                    Wait::Nothing => continue,
+                    Wait::Closed => None,
+                }
+            };
+            let mut batch = match first {
+                Some(Job::Append(s)) if self.healthy.load(Ordering::Relaxed) => vec![s],
+                Some(Job::Append(s)) => {
+                    self.queued.fetch_sub(s.entry.bytes.len(), Ordering::SeqCst);
+                    fail_all(
+                        vec![s],
+                        "storage is failing; nothing was written, retry later",
+                    );
+                    continue;
+                }
                 Some(Job::Stop) | None => break,
             };
             let mut bytes = batch[0].entry.bytes.len();
@@ -115,9 +135,12 @@ impl Sequencer {
                 checkpoint: signed.as_bytes(),
             });
             if let Err(e) = committed {
-                tracing::error!(error = %e, "commit failed; reloading state from the store");
+                // The batch may or may not be on disk, and what the store
+                // shows may not be durable: trust nothing until a durable
+                // write succeeds again (`recover`), then reload from it.
+                tracing::error!(error = %e, "commit failed; refusing appends until the store recovers");
                 self.metrics.commit_failures.inc();
-                self.reload();
+                self.healthy.store(false, Ordering::Relaxed);
                 return fail_all(
                     batch,
                     "the write did not complete; retry with the same event_id",
@@ -218,8 +241,33 @@ impl Sequencer {
         Ok(out)
     }
 
-    /// Reload from the store after a failed commit. The batch may or may not
-    /// have reached disk; either way the store is the truth.
+    /// After a failed commit: ask the store to recover, then make one
+    /// durable write of what it holds (the stored size and checkpoint, an
+    /// empty batch). Once that succeeds, everything the store shows is
+    /// durable, and the state is reloaded from it with the start-up code, so
+    /// an index a failed batch may have taken is never given out twice.
+    fn recover(&mut self) {
+        let probe = || -> Result<(), crate::store::StoreError> {
+            self.store.recover()?;
+            let size = self.store.tree_size()?;
+            let checkpoint = self
+                .store
+                .checkpoint()?
+                .ok_or_else(|| crate::store::StoreError::Corrupt("no checkpoint".into()))?;
+            self.store.commit(&Batch {
+                first_index: size,
+                entries: &[],
+                nodes: &[],
+                checkpoint: &checkpoint,
+            })
+        };
+        match probe() {
+            Ok(()) => self.reload(),
+            Err(e) => tracing::warn!(error = %e, "the store is still failing"),
+        }
+    }
+
+    /// Reload from the store, which is the truth.
     fn reload(&mut self) {
         match load_state(self.store.as_ref(), &self.signer, &self.origin) {
             Ok(state) => {
@@ -229,10 +277,37 @@ impl Sequencer {
                 self.metrics.tree_size.set(state.head.size as i64);
                 self.state = state;
                 self.healthy.store(true, Ordering::Relaxed);
+                tracing::info!("the store recovered; appends resume");
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload after a failed commit failed");
                 self.healthy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// How often a failing store is probed.
+const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+enum Wait {
+    Job(Job),
+    Nothing,
+    Closed,
+}
+
+/// The next job, waiting at most `limit` (the sequencer is a plain thread).
+fn recv_for(rx: &mut mpsc::Receiver<Job>, limit: std::time::Duration) -> Wait {
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.try_recv() {
+            Ok(j) => return Wait::Job(j),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Wait::Closed,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= deadline => {
+                return Wait::Nothing
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
             }
         }
     }

@@ -167,4 +167,7 @@ impl Store for FaultyStore {
     fn memory(&self) -> MemoryUsage {
         self.inner.memory()
     }
+    fn recover(&self) -> Result<(), StoreError> {
+        self.inner.recover()
+    }
 }

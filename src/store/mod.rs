@@ -240,6 +240,13 @@ pub trait Store: Send + Sync + 'static {
     /// Replace a metadata value, atomically and durably.
     fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), StoreError>;
 
+    /// After a failed commit, try to make the store writable again (an
+    /// engine may stop writes after an I/O error until asked). The caller
+    /// then proves it with a durable write before trusting the store.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Memory the engine reports using: block cache, memtables, table
     /// readers (bytes). For metrics; empty where the engine has none.
     fn memory(&self) -> MemoryUsage {

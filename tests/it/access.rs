@@ -564,3 +564,45 @@ fn sign_command_round_trip() {
     let vk = modeltrail::audit::signature::parse_public_key(&public).unwrap();
     modeltrail::audit::signature::verify(&signed, &vk).unwrap();
 }
+
+/// A token revoked while its request's body is still arriving cannot
+/// append: roles are checked when the event is appended, and an append
+/// never lands after the `revoke_access` of its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_during_a_slow_upload_takes_effect() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = start().await;
+    let (ci, g) = grant(&s, "service", "ci", &["submitter"]).await;
+    let id = g["token_id"].as_str().unwrap().to_string();
+    let body = ev("register", "service", "ci").to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ci}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, r) = admin_call(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("/v1/admin/tokens/{id}"),
+        &s.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let revoke_index = r["receipt"]["index"].as_u64().unwrap();
+    c.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // Nothing by ci after the revocation.
+    assert_eq!(size(&s).await, revoke_index + 1);
+    s.stop().await;
+}

@@ -487,7 +487,14 @@ async fn overloaded_queue_answers_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_answer_is_the_json_error_body() {
     let mut s = start().await;
-    type Case<'a> = (reqwest::Method, &'a str, Option<&'a str>, &'a str, u16, &'a str);
+    type Case<'a> = (
+        reqwest::Method,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (reqwest::Method::GET, "/nope", None, "", 404, "not_found"),
         (

@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod audit;
 mod durability;
+mod faults;
 mod hostile;
 mod http;
 mod interop;
