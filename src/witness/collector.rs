@@ -9,7 +9,11 @@
 //! witness that is down or slow delays only the cosigned checkpoint. The
 //! published checkpoint only ever grows: a new one is published only for a
 //! larger tree, and it is stored (RocksDB metadata, synced) before it is
-//! served, so it survives a restart.
+//! served, so it survives a restart. At start the stored cosigned
+//! checkpoint is served only if it covers the whole log; if the log grew
+//! since (while witnessing was off, say, when `/checkpoint` served the
+//! log's own head), the log's head is served, signed by the log alone,
+//! until the witnesses cosign a checkpoint at least that large.
 //!
 //! The collector keeps, per witness, the size that witness last cosigned.
 //! It starts unknown: the first request says `old 0`, and a witness that
@@ -111,7 +115,16 @@ impl Collector {
             None => None,
         };
         let witnessed = stored.as_ref().map(|h| h.size);
-        let initial = stored.unwrap_or_else(|| log.head());
+        // What `/checkpoint` served before this start may be the log's own
+        // head (witnessing was off, or it was behind): never serve anything
+        // smaller. The stored cosigned checkpoint is served only if it is
+        // the head; otherwise the log's head is, until the witnesses cosign
+        // it or a later one.
+        let head = log.head();
+        let initial = match stored {
+            Some(cosigned) if cosigned.size >= head.size => cosigned,
+            _ => head,
+        };
         log.metrics().witnessed_size.set(initial.size as i64);
         let (tx, rx) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);

@@ -492,6 +492,60 @@ async fn the_log_serves_cosigned_checkpoints_and_survives_a_down_witness() {
         16
     );
     running.stop().await.unwrap();
+
+    // Witnessing off: /checkpoint is the log's head, and the log grows.
+    let mut off = cfg.clone();
+    off.witnessing = None;
+    let running = server::start(&off, &d).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    for n in 30..34 {
+        let r = http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&d.admin_token)
+            .header("content-type", "application/json")
+            .body(event(n).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let log_only = Policy::log_only(s.vkey.clone());
+    let served = |base: String| {
+        let log_only = log_only.clone();
+        async move {
+            let body = reqwest::get(format!("{base}/checkpoint"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            log_only.open_checkpoint(body.as_bytes()).unwrap()
+        }
+    };
+    assert_eq!(served(base.clone()).await.checkpoint.size, 20);
+    running.stop().await.unwrap();
+    // Witnessing on again, the witness still down: /checkpoint must not go
+    // back to the older cosigned checkpoint of size 16.
+    let running = server::start(&cfg, &d).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    let v = served(base.clone()).await;
+    assert_eq!(v.checkpoint.size, 20, "/checkpoint moved backwards");
+    // The witness returns: the cosigned checkpoint catches up, at 20.
+    let w = start_witness(wdir.path(), &waddr, vec![s.vkey.clone()]).await;
+    wait_until("a cosigned 20", Duration::from_secs(20), async || {
+        let body = reqwest::get(format!("{base}/checkpoint"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        one.open_checkpoint(body.as_bytes())
+            .is_ok_and(|v| v.checkpoint.size == 20)
+    })
+    .await;
+    w.stop().await.unwrap();
+    running.stop().await.unwrap();
 }
 
 #[test]
