@@ -64,7 +64,12 @@ pub fn read_key(arg: &str) -> Result<VerifierKey, Failure> {
 }
 
 /// A trust policy from key strings or files.
-pub fn policy(vkey: &str, witnesses: &[String], min_witnesses: usize) -> Result<Policy, Failure> {
+pub fn policy(
+    vkey: &str,
+    witnesses: &[String],
+    min_witnesses: usize,
+    max_cosignature_age: Option<u64>,
+) -> Result<Policy, Failure> {
     let p = Policy {
         log_key: read_key(vkey)?,
         witnesses: witnesses
@@ -72,6 +77,7 @@ pub fn policy(vkey: &str, witnesses: &[String], min_witnesses: usize) -> Result<
             .map(|w| read_key(w))
             .collect::<Result<_, _>>()?,
         min_witnesses,
+        max_cosignature_age,
     };
     p.check()?;
     Ok(p)

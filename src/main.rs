@@ -133,6 +133,9 @@ struct TrustArgs {
     /// How many of the witnesses must have cosigned.
     #[arg(long, default_value_t = 0)]
     min_witnesses: usize,
+    /// Cosignatures older than this many seconds do not count.
+    #[arg(long)]
+    max_cosignature_age: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -480,7 +483,12 @@ async fn submit(a: SubmitArgs) -> Result<(), Failed> {
 }
 
 fn policy(t: &TrustArgs) -> Result<Policy, AuditError> {
-    Ok(cli::policy(&t.vkey, &t.witnesses, t.min_witnesses)?)
+    Ok(cli::policy(
+        &t.vkey,
+        &t.witnesses,
+        t.min_witnesses,
+        t.max_cosignature_age,
+    )?)
 }
 
 /// Print the outcome on one line and turn it into the exit code.

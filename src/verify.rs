@@ -65,12 +65,26 @@ impl From<tree::VerifyError> for Failure {
 }
 
 /// Whom to trust: the log's key (whose name is the origin) and, optionally,
-/// witnesses of which at least `min_witnesses` must have cosigned.
+/// witnesses of which at least `min_witnesses` distinct ones (by name) must
+/// have cosigned, each within `max_cosignature_age` seconds if set.
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub log_key: VerifierKey,
     pub witnesses: Vec<VerifierKey>,
     pub min_witnesses: usize,
+    /// Cosignatures older than this many seconds (or more than
+    /// [`MAX_CLOCK_SKEW`] in the future) do not count.
+    pub max_cosignature_age: Option<u64>,
+}
+
+/// How far in the future a cosignature's time may be and still count.
+pub const MAX_CLOCK_SKEW: u64 = 300;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A checkpoint that passed the policy.
@@ -90,7 +104,23 @@ impl Policy {
             log_key,
             witnesses: Vec::new(),
             min_witnesses: 0,
+            max_cosignature_age: None,
         }
+    }
+
+    /// Trust the log's key and `min` of these witnesses.
+    pub fn with_witnesses(log_key: VerifierKey, witnesses: Vec<VerifierKey>, min: usize) -> Self {
+        Policy {
+            log_key,
+            witnesses,
+            min_witnesses: min,
+            max_cosignature_age: None,
+        }
+    }
+
+    /// The distinct witnesses (by name) the policy knows.
+    fn witness_names(&self) -> std::collections::BTreeSet<&str> {
+        self.witnesses.iter().map(|w| w.name().as_str()).collect()
     }
 
     pub fn origin(&self) -> &str {
@@ -113,11 +143,12 @@ impl Policy {
                 "witness keys must be cosigner (type 0x04) keys".into(),
             ));
         }
-        if self.min_witnesses > self.witnesses.len() {
+        // A witness listed twice (or with two keys) is still one witness.
+        let distinct = self.witness_names().len();
+        if self.min_witnesses > distinct {
             return Err(Failure::Malformed(format!(
-                "--min-witnesses {} is more than the {} witness keys given",
+                "--min-witnesses {} is more than the {distinct} distinct witnesses given",
                 self.min_witnesses,
-                self.witnesses.len()
             )));
         }
         Ok(())
@@ -127,6 +158,11 @@ impl Policy {
     /// and enough witness cosignatures. Signatures by unknown keys are
     /// ignored; a known key whose signature fails rejects the note.
     pub fn open_checkpoint(&self, signed: &[u8]) -> Result<Verified, Failure> {
+        self.open_checkpoint_at(signed, unix_now())
+    }
+
+    /// The same, with the current time given (Unix seconds).
+    pub fn open_checkpoint_at(&self, signed: &[u8], now: u64) -> Result<Verified, Failure> {
         self.check()?;
         let note = Note::parse(signed)?;
         // Strict syntax first, so that a garbled checkpoint reads as
@@ -148,10 +184,24 @@ impl Policy {
             }
             .into());
         }
+        // Each witness counts once, whatever keys or signature lines it
+        // has, and only with a cosignature fresh enough for the policy.
+        let fresh = |k: &VerifierKey| match self.max_cosignature_age {
+            None => true,
+            Some(max) => note
+                .signatures()
+                .iter()
+                .filter(|s| s.name == k.name().as_str() && s.key_id == k.key_id())
+                .filter_map(|s| crate::note::cosignature_parts(&s.sig).map(|(t, _)| t))
+                .any(|t| t <= now.saturating_add(MAX_CLOCK_SKEW) && now.saturating_sub(t) <= max),
+        };
         let witnesses: Vec<String> = ok
             .iter()
             .filter(|k| k.kind() == KeyKind::CosignatureV1)
+            .filter(|k| fresh(k))
             .map(|k| k.name().to_string())
+            .collect::<std::collections::BTreeSet<String>>()
+            .into_iter()
             .collect();
         if witnesses.len() < self.min_witnesses {
             return Err(Failure::Invalid(format!(

@@ -132,6 +132,7 @@ fn witness_policy_counts_valid_cosignatures() {
         log_key: log_key().verifier(),
         witnesses: vec![w1.verifier(), w2.verifier(), w3.verifier()],
         min_witnesses: min,
+        max_cosignature_age: None,
     };
     let v = policy(2).open_checkpoint(cosigned.as_bytes()).unwrap();
     assert_eq!(v.witnesses, vec!["w1.example", "w2.example"]);
@@ -182,6 +183,7 @@ fn cosigner_keys_round_trip_and_are_kept_apart() {
         log_key: log_key().verifier(),
         witnesses: vec![as_log.verifier()],
         min_witnesses: 0,
+        max_cosignature_age: None,
     };
     assert!(matches!(p.check(), Err(Failure::Malformed(_))));
 }
@@ -203,4 +205,49 @@ fn consistency_rules() {
         parse_hex_hashes(&["ab".repeat(32)]).unwrap(),
         vec![[0xab; 32]]
     );
+}
+
+#[test]
+fn a_witness_counts_once_and_only_while_fresh() {
+    let (_, signed, _) = setup(0);
+    let w1 = witness("w1.example", 11);
+    let mut note = Note::parse(signed.as_bytes()).unwrap();
+    let text = note.text().to_string();
+    note.add_signature(w1.cosign(&text, 1_700_000_000).unwrap());
+    let cosigned = note.encode();
+    // The same witness key listed twice is one witness: a policy that
+    // needs two cannot be met by it.
+    let twice = Policy {
+        log_key: log_key().verifier(),
+        witnesses: vec![w1.verifier(), w1.verifier()],
+        min_witnesses: 2,
+        max_cosignature_age: None,
+    };
+    assert!(matches!(
+        twice.open_checkpoint(cosigned.as_bytes()),
+        Err(Failure::Malformed(_))
+    ));
+    let once = Policy {
+        min_witnesses: 1,
+        ..twice.clone()
+    };
+    let v = once.open_checkpoint(cosigned.as_bytes()).unwrap();
+    assert_eq!(v.witnesses, vec!["w1.example"]);
+    // With a maximum age, an old cosignature no longer counts, nor one
+    // from too far in the future.
+    let aged = Policy {
+        max_cosignature_age: Some(3600),
+        ..once.clone()
+    };
+    assert!(aged
+        .open_checkpoint_at(cosigned.as_bytes(), 1_700_000_000 + 3600)
+        .is_ok());
+    assert!(matches!(
+        aged.open_checkpoint_at(cosigned.as_bytes(), 1_700_000_000 + 3601),
+        Err(Failure::Invalid(_))
+    ));
+    assert!(matches!(
+        aged.open_checkpoint_at(cosigned.as_bytes(), 1_700_000_000 - MAX_CLOCK_SKEW - 1),
+        Err(Failure::Invalid(_))
+    ));
 }

@@ -101,6 +101,7 @@ fn check_cosigned(checkpoint: &str, body: &[u8], log: &VerifierKey, witness: &Ve
         log_key: log.clone(),
         witnesses: vec![witness.clone()],
         min_witnesses: 1,
+        max_cosignature_age: None,
     };
     let v = policy.open_checkpoint(joined.as_bytes()).unwrap();
     assert_eq!(v.witnesses, vec![WITNESS.to_string()]);
@@ -352,11 +353,13 @@ async fn the_log_serves_cosigned_checkpoints_and_survives_a_down_witness() {
         log_key: s.vkey.clone(),
         witnesses: vec![wkey.clone()],
         min_witnesses: 1,
+        max_cosignature_age: None,
     };
     let both = Policy {
         log_key: s.vkey.clone(),
         witnesses: vec![wkey.clone(), dead_key.clone()],
         min_witnesses: 2,
+        max_cosignature_age: None,
     };
 
     // An append that waits for the witnesses gets a receipt they cosigned.
