@@ -43,8 +43,44 @@ impl ClientError {
     }
 }
 
-/// Largest response read into memory (a checkpoint, a proof, a tile, a page).
-const MAX_RESPONSE: usize = 64 << 20;
+/// Largest response read into memory (a tile, a page, a trace bundle),
+/// counted after decompression.
+pub const MAX_RESPONSE: usize = 64 << 20;
+/// Largest receipt: a 64 KiB event, its proof and a checkpoint.
+const MAX_RECEIPT: usize = 1 << 20;
+
+/// The most a path's answer may hold: a checkpoint is a signed note.
+fn limit_for(path: &str) -> usize {
+    if path == "/checkpoint" {
+        crate::note::MAX_NOTE_BYTES
+    } else {
+        MAX_RESPONSE
+    }
+}
+
+/// The body, chunk by chunk (decompressed), failing as soon as it passes
+/// `limit` bytes.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    path: &str,
+) -> Result<Vec<u8>, ClientError> {
+    if resp.content_length().is_some_and(|n| n as usize > limit) {
+        return Err(ClientError::Decode(format!(
+            "{path}: the answer is larger than {limit} bytes"
+        )));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > limit {
+            return Err(ClientError::Decode(format!(
+                "{path}: the answer is larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
 
 #[derive(Clone)]
 pub struct Client {
@@ -95,7 +131,7 @@ impl Client {
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await?;
+        let body = read_limited(resp, MAX_RECEIPT, "/v1/events").await?;
         if !(200..300).contains(&status) {
             return Err(status_error(status, &body));
         }
@@ -106,23 +142,19 @@ impl Client {
 
     /// GET a path below the base URL.
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes_limited(path, limit_for(path)).await
+    }
+
+    /// GET a path, reading at most `limit` bytes of body after
+    /// decompression: a hostile server cannot make the client hold more.
+    pub async fn get_bytes_limited(&self, path: &str, limit: usize) -> Result<Vec<u8>, ClientError> {
         let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
         let status = resp.status().as_u16();
-        if let Some(len) = resp.content_length() {
-            if len as usize > MAX_RESPONSE {
-                return Err(ClientError::Decode(format!(
-                    "{path}: response of {len} bytes is too large"
-                )));
-            }
-        }
-        let body = resp.bytes().await?;
+        let body = read_limited(resp, limit, path).await?;
         if !(200..300).contains(&status) {
             return Err(status_error(status, &body));
         }
-        if body.len() > MAX_RESPONSE {
-            return Err(ClientError::Decode(format!("{path}: response too large")));
-        }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {

@@ -386,3 +386,78 @@ async fn a_hostile_mix_stays_inside_the_memory_budget() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// A hostile log: a server that answers `/checkpoint` with a gzip bomb
+/// (a few MiB that inflate to 1 GiB). The monitor stops reading at the
+/// size a checkpoint may have and never holds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_bound_what_a_hostile_log_sends() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zeros = vec![b'a'; 1 << 20];
+    for _ in 0..1024 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = std::sync::Arc::new(gz.finish().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn({
+        let bomb = bomb.clone();
+        async move {
+            loop {
+                let Ok((mut c, _)) = listener.accept().await else { return };
+                let bomb = bomb.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        bomb.len()
+                    );
+                    let _ = c.write_all(head.as_bytes()).await;
+                    let _ = c.write_all(&bomb).await;
+                });
+            }
+        }
+    });
+    // In process: the client refuses once past the limit.
+    let client = modeltrail::client::Client::new(&format!("http://{addr}"), None).unwrap();
+    let err = client.get_bytes("/checkpoint").await.unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    // The real command: it gives up (exit 3), and its memory stays small.
+    let key = modeltrail::note::SignerKey::generate(
+        modeltrail::note::KeyName::new("bomb.example/log").unwrap(),
+    )
+    .unwrap()
+    .verifier()
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modeltrail"))
+        .args(["monitor", "--once", "--server", &format!("http://{addr}"), "--vkey", &key])
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(v) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(v);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(3));
+    assert!(peak_kib > 0 && peak_kib < 100 * 1024, "monitor peak RSS {peak_kib} KiB");
+    served.abort();
+}

@@ -63,7 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // verification and clients
-    ("client", &["wire"]),
+    ("client", &["note", "wire"]),
     (
         "auditor",
         &["client", "note", "tiles", "tree", "verify", "wire"],
