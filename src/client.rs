@@ -147,7 +147,11 @@ impl Client {
 
     /// GET a path, reading at most `limit` bytes of body after
     /// decompression: a hostile server cannot make the client hold more.
-    pub async fn get_bytes_limited(&self, path: &str, limit: usize) -> Result<Vec<u8>, ClientError> {
+    pub async fn get_bytes_limited(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, ClientError> {
         let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
         let status = resp.status().as_u16();
         let body = read_limited(resp, limit, path).await?;

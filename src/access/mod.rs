@@ -482,6 +482,9 @@ impl AccessState {
 
     /// Plan a key registration: a `register_key` event by the service.
     pub fn plan_register_key(&self, caller: &Caller, public_key: &str) -> Result<Record, Error> {
+        // A key signs the service's submissions: registering one is a
+        // submitter's act.
+        caller.require(Role::Submitter)?;
         if caller.principal.kind != PrincipalKind::Service {
             return Err(Error::Forbidden(
                 "only service principals register signing keys".into(),

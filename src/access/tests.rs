@@ -239,4 +239,14 @@ fn services_register_keys_once_each() {
     ));
     assert!(st.plan_register_key(&admin(), &key).is_err());
     assert!(st.plan_register_key(&ci, "AAAA").is_err());
+    // A service without the submitter role may not register a key.
+    let reader = Caller {
+        principal: Principal::service("reader"),
+        roles: vec![Role::Auditor],
+        token_id: Some("r".into()),
+    };
+    assert!(matches!(
+        st.plan_register_key(&reader, &key),
+        Err(Error::Forbidden(_))
+    ));
 }

@@ -350,13 +350,30 @@ fn check_id(name: &str, v: Option<&Value>) -> Result<(), EventError> {
     let s = v
         .and_then(Value::as_str)
         .ok_or_else(|| field(name, "required string"))?;
-    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
+    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(invisible) {
         return Err(field(
             name,
-            format!("must be 1..={MAX_ID_LEN} bytes without control characters"),
+            format!(
+                "must be 1..={MAX_ID_LEN} bytes without control, format (bidi, zero-width), separator or private-use characters"
+            ),
         ));
     }
     Ok(())
+}
+
+/// Characters an id may not hold: they are invisible or reorder text, so
+/// two ids that look alike could name different principals or models.
+fn invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::PrivateUse
+            | G::Surrogate
+    )
 }
 
 /// `{"type": ident, "id": string}`: a subject or a lineage link.

@@ -8,9 +8,11 @@
 //! directory) before the cosignature leaves, so a witness never cosigns two
 //! checkpoints that do not extend each other, even across a crash.
 //!
-//! Requests that carry the log's valid signature but fail the consistency
-//! or root check may be proof of a misbehaving log: they are kept under
-//! `evidence/` (a bounded number of files).
+//! A request that carries the log's valid signature over a checkpoint of
+//! the cosigned size with another root is proof of a fork: both notes are
+//! kept under `evidence/`, one file per fork, at most a bounded number.
+//! A proof that does not verify is refused but kept nowhere: anyone holding
+//! public checkpoints can make one.
 
 use super::{AddCheckpoint, MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
 use crate::fsutil::{self, write_atomic, FileError};
@@ -263,7 +265,9 @@ impl Witness {
         match &stored {
             Some(s) if s.size == cp.size => {
                 if s.root != cp.root {
-                    self.keep_evidence(&cp.origin, req);
+                    // Two checkpoints of one size with different roots, both
+                    // signed by the log: proof of a fork.
+                    self.keep_evidence(&cp.origin, &log.path, req, &cp);
                     return Err(AddError::RootMismatch);
                 }
                 if !req.proof.is_empty() {
@@ -276,7 +280,8 @@ impl Witness {
                 if let Err(e) =
                     tree::verify_consistency(s.size, cp.size, &req.proof, &s.root, &cp.root)
                 {
-                    self.keep_evidence(&cp.origin, req);
+                    // Not evidence of anything: anyone holding two public
+                    // checkpoints can send a proof that does not verify.
                     return Err(AddError::BadProof(e.to_string()));
                 }
             }
@@ -301,27 +306,36 @@ impl Witness {
         Ok(sig.line())
     }
 
-    fn keep_evidence(&self, origin: &str, req: &AddCheckpoint) {
+    /// Keep a fork: the cosigned checkpoint and the log-signed one of the
+    /// same size with another root, in one file named after the pair, so the
+    /// same fork sent again is one file. Only the log's key can make forks,
+    /// so nobody else can fill this directory.
+    fn keep_evidence(&self, origin: &str, stored: &Path, req: &AddCheckpoint, cp: &Checkpoint) {
+        let name = format!(
+            "{}-{}-{}.fork",
+            &hex::encode(Sha256::digest(origin))[..16],
+            cp.size,
+            &hex::encode(cp.root)[..16]
+        );
+        let path = self.evidence_dir.join(name);
+        if path.exists() {
+            return;
+        }
         if self.evidence_written.fetch_add(1, Ordering::Relaxed) >= MAX_EVIDENCE_FILES {
             return;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "{}-{now}.add-checkpoint",
-            &hex::encode(Sha256::digest(origin))[..16]
-        );
-        let path = self.evidence_dir.join(name);
+        let mut body = b"cosigned:\n".to_vec();
+        body.extend_from_slice(&std::fs::read(stored).unwrap_or_default());
+        body.extend_from_slice(b"\nconflicting:\n");
+        body.extend_from_slice(&req.checkpoint);
         let saved = std::fs::create_dir_all(&self.evidence_dir)
             .map_err(|e| e.to_string())
-            .and_then(|_| write_atomic(&path, &req.encode()).map_err(|e| e.to_string()));
+            .and_then(|_| write_atomic(&path, &body).map_err(|e| e.to_string()));
         match saved {
             Ok(()) => tracing::warn!(
                 origin,
                 evidence = %path.display(),
-                "refused a validly signed checkpoint that does not extend the cosigned one"
+                "the log signed two different checkpoints of the same size"
             ),
             Err(e) => tracing::error!(origin, error = %e, "cannot keep evidence"),
         }

@@ -178,6 +178,9 @@ async fn bad_grants_revocation_expiry_and_restart() {
         json!({"principal": {"type": "user", "id": "x"}, "roles": ["approver"], "expires_at": "2001-01-01T00:00:00Z"}),
         json!({"principal": {"type": "user", "id": "x"}, "roles": ["approver"], "extra": 1}),
         json!({"principal": {"type": "user"}, "roles": ["approver"]}),
+        // A look-alike of "alice" with a right-to-left override.
+        json!({"principal": {"type": "user", "id": "ali\u{202e}ce"}, "roles": ["approver"]}),
+        json!({"principal": {"type": "user", "id": "alice\u{200b}"}, "roles": ["approver"]}),
         json!(["not", "an", "object"]),
     ];
     for b in bad {
@@ -383,7 +386,15 @@ async fn signed_attestations_verify_from_the_log_alone() {
         let s = &s;
         async move { admin_call(s, reqwest::Method::POST, "/v1/keys", &token, Some(body)).await }
     };
-    // Only a service registers a key, a valid one, once; each is logged.
+    // Only a service with the submitter role registers a key, a valid one,
+    // once; each is logged.
+    let (reader, _) = grant(&s, "service", "reader", &["auditor"]).await;
+    assert_eq!(
+        register(reader.clone(), json!({"public_key": public}))
+            .await
+            .0,
+        403
+    );
     assert_eq!(
         register(alice.clone(), json!({"public_key": public}))
             .await

@@ -406,7 +406,9 @@ async fn clients_bound_what_a_hostile_log_sends() {
         let bomb = bomb.clone();
         async move {
             loop {
-                let Ok((mut c, _)) = listener.accept().await else { return };
+                let Ok((mut c, _)) = listener.accept().await else {
+                    return;
+                };
                 let bomb = bomb.clone();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 4096];
@@ -434,7 +436,14 @@ async fn clients_bound_what_a_hostile_log_sends() {
     .to_string();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modeltrail"))
-        .args(["monitor", "--once", "--server", &format!("http://{addr}"), "--vkey", &key])
+        .args([
+            "monitor",
+            "--once",
+            "--server",
+            &format!("http://{addr}"),
+            "--vkey",
+            &key,
+        ])
         .arg("--state")
         .arg(dir.path().join("state"))
         .stdout(std::process::Stdio::piped())
@@ -458,6 +467,9 @@ async fn clients_bound_what_a_hostile_log_sends() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status.code(), Some(3));
-    assert!(peak_kib > 0 && peak_kib < 100 * 1024, "monitor peak RSS {peak_kib} KiB");
+    assert!(
+        peak_kib > 0 && peak_kib < 100 * 1024,
+        "monitor peak RSS {peak_kib} KiB"
+    );
     served.abort();
 }

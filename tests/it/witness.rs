@@ -165,15 +165,24 @@ async fn add_checkpoint_answers_as_the_spec_says() {
     assert_eq!(a.content_type, "text/x.tlog.size");
     assert_eq!(a.body, b"3\n");
 
-    // A proof that does not verify: 422, kept as evidence, not cosigned.
+    // A proof that does not verify: 422, not cosigned, and not kept: anyone
+    // with public checkpoints can send these, so they prove nothing and
+    // must not fill the witness's disk.
     let mut bad = consistency(&s, 3, 5).await;
     bad[0][0] ^= 1;
-    assert_eq!(add(&base, request(3, bad, &cps[5])).await.status, 422);
+    for _ in 0..50 {
+        assert_eq!(
+            add(&base, request(3, bad.clone(), &cps[5])).await.status,
+            422
+        );
+    }
     assert_eq!(w.witness.cosigned_size(ORIGIN), Some(3));
-    let evidence: Vec<_> = std::fs::read_dir(wdir.path().join("evidence"))
-        .unwrap()
-        .collect();
-    assert_eq!(evidence.len(), 1);
+    let evidence = || {
+        std::fs::read_dir(wdir.path().join("evidence"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(evidence(), 0);
     // Too few or too many proof hashes: 422.
     let good = consistency(&s, 3, 5).await;
     assert_eq!(
@@ -201,6 +210,17 @@ async fn add_checkpoint_answers_as_the_spec_says() {
     assert_eq!(a.status, 409);
     assert!(a.content_type.starts_with("application/json"));
     assert_eq!(w.witness.cosigned_size(ORIGIN), Some(5));
+    // The fork is kept once, with both signed checkpoints.
+    assert_eq!(add(&base, request(5, vec![], &fork)).await.status, 409);
+    assert_eq!(evidence(), 1);
+    let kept = std::fs::read_dir(wdir.path().join("evidence"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let kept = std::fs::read_to_string(kept).unwrap();
+    assert!(kept.contains(&cps[5]) && kept.contains(&fork), "{kept}");
 
     // The state is durable: a restarted witness answers from it.
     w.stop().await.unwrap();

@@ -234,3 +234,32 @@ fn every_accepted_event_reparses_from_its_canonical_bytes() {
         Event::from_canonical(&p.canonical).unwrap();
     }
 }
+
+#[test]
+fn ids_refuse_invisible_and_reordering_characters() {
+    for bad in [
+        "alice\u{200b}",    // zero-width space
+        "ali\u{202e}ecila", // right-to-left override
+        "\u{2066}alice",    // left-to-right isolate
+        "al\u{00ad}ice",    // soft hyphen
+        "alice\u{feff}",    // byte order mark
+        "alice\u{2028}",    // line separator
+        "alice\u{e000}",    // private use
+        "alice\u{7}",       // control
+    ] {
+        for path in ["actor", "subject"] {
+            let mut v = good();
+            v[path]["id"] = json!(bad);
+            assert!(prep(&v).is_err(), "{path}.id {bad:?} was accepted");
+        }
+        let mut v = good();
+        v["related"][0]["id"] = json!(bad);
+        assert!(prep(&v).is_err(), "related id {bad:?} was accepted");
+    }
+    // Letters of any script are fine.
+    for ok in ["алиса", "アリス", "ali.ce-1:v2", "Ωmega"] {
+        let mut v = good();
+        v["actor"]["id"] = json!(ok);
+        prep(&v).unwrap();
+    }
+}
