@@ -254,18 +254,7 @@ pub fn verify_trace(policy: &Policy, bundle: &Path) -> Result<TraceCheck, AuditE
     Ok(trace::check(policy, &file_bytes(bundle)?)?)
 }
 
-/// Percent-encode a path segment (ids may hold any printable character).
-pub fn url_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::encoding::url_segment;
 
 /// `trace`: fetch a bundle, verify it, and save it if asked.
 pub async fn fetch_trace(
@@ -303,5 +292,46 @@ pub async fn verify_log(
         a.tiles,
         policy.origin(),
         witnessed(&a.checkpoint.witnesses)
+    ))
+}
+
+/// `report approval-chain`: fetch, verify and format the approval chain
+/// of a model version (`name:version`); answers the report's text.
+pub async fn report_approval_chain(
+    client: &Client,
+    policy: &Policy,
+    model_version: &str,
+    csv: bool,
+) -> Result<String, AuditError> {
+    let (name, version) = model_version
+        .rsplit_once(':')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| Failure::Malformed(format!("{model_version:?} is not name:version")))?;
+    let r = crate::report::fetch_approval_chain(client, policy, name, version)
+        .await
+        .map_err(|e| match e {
+            crate::report::ReportError::Fetch(f) if f.is_client_error() => {
+                AuditError::from(Failure::Malformed(f.to_string()))
+            }
+            crate::report::ReportError::Fetch(f) => AuditError::Fetch(f),
+            crate::report::ReportError::Verify(f) => AuditError::Failed(f),
+        })?;
+    if csv {
+        return Ok(crate::report::to_csv(&r));
+    }
+    let mut text =
+        serde_json::to_string_pretty(&r).map_err(|e| Failure::Malformed(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// `verify report`: a saved approval chain, offline.
+pub fn verify_report(policy: &Policy, report: &Path) -> Result<String, AuditError> {
+    let r = crate::report::check_approval_chain(policy, &file_bytes(report)?)?;
+    Ok(format!(
+        "approval chain of {}: {} events, each in the signed tree of size {}",
+        r.model_version,
+        r.items.len(),
+        r.tree_size
     ))
 }

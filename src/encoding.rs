@@ -70,6 +70,19 @@ pub fn parse_canonical_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Percent-encode a path segment (ids may hold any printable character).
+pub fn url_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

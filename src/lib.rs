@@ -10,7 +10,7 @@
 //! - storage and the sequencer: [`store`], [`log`], [`state`];
 //! - the service: [`ledger`], [`trace`], [`api`], [`server`], [`witness`];
 //! - verification and clients: [`verify`], [`client`], [`auditor`],
-//!   [`monitor`], [`cli`].
+//!   [`monitor`], [`report`], [`cli`].
 
 pub mod access;
 pub mod api;
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod note;
 pub mod registry;
+pub mod report;
 pub mod serve;
 pub mod server;
 pub mod state;

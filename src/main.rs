@@ -82,6 +82,34 @@ enum Cmd {
         #[command(subcommand)]
         what: SignCmd,
     },
+    /// Auditor reports, each verified before it is written. Exit 0
+    /// written, 1 fails verification, 2 bad input or unknown version, 3
+    /// could not reach the server.
+    Report {
+        #[command(subcommand)]
+        what: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// The approval chain of a model version: registration, attestations,
+    /// approvals, rejections, stage changes, denials and deployments, each
+    /// with its inclusion proof against one signed checkpoint.
+    ApprovalChain {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// json (verifiable offline with `verify report`) or csv.
+        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+        format: String,
+        /// Write the report here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The model version, name:version (e.g. fraud:v3).
+        model_version: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,6 +208,14 @@ enum VerifyCmd {
         trust: TrustArgs,
         /// The bundle file.
         bundle: PathBuf,
+    },
+    /// Verify a saved approval-chain report (JSON) offline: the
+    /// checkpoint, every event's inclusion proof, and every summary.
+    Report {
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The report file.
+        report: PathBuf,
     },
     /// Check an event's integrity.signature against a service's public
     /// key (base64, or a file holding it), offline.
@@ -312,6 +348,45 @@ fn main() -> ExitCode {
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
         Cmd::Reindex { data_dir } => return reindex(&data_dir),
+        Cmd::Report {
+            what:
+                ReportCmd::ApprovalChain {
+                    server,
+                    trust,
+                    format,
+                    out,
+                    model_version,
+                },
+        } => {
+            let run = async {
+                let p = policy(&trust)?;
+                let client = Client::new(&server, None)?;
+                cli::report_approval_chain(&client, &p, &model_version, format == "csv").await
+            };
+            return match rt.block_on(run) {
+                Ok(text) => {
+                    let written = match &out {
+                        Some(f) => modeltrail::fsutil::write_atomic(f, text.as_bytes())
+                            .map_err(|e| e.to_string()),
+                        None => {
+                            print!("{text}");
+                            Ok(())
+                        }
+                    };
+                    match written {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            ExitCode::from(2)
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("FAIL: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            };
+        }
         Cmd::Trace {
             server,
             trust,
@@ -530,6 +605,7 @@ async fn verify(what: VerifyCmd) -> Result<String, AuditError> {
             print!("{}", modeltrail::trace::render(&t.bundle));
             Ok(cli::trace_summary(&t))
         }
+        VerifyCmd::Report { trust, report } => cli::verify_report(&policy(&trust)?, &report),
         VerifyCmd::Signature { event, public_key } => cli::verify_signature(&event, &public_key),
         VerifyCmd::Log { server, trust } => {
             let p = policy(&trust)?;

@@ -250,6 +250,7 @@ impl ServerConfig {
                 }
             },
         };
+        cfg.registry.validate().map_err(ServerError::Config)?;
         let c = &cfg.connections;
         if c.max_connections == 0 || c.header_timeout.is_zero() || c.idle_timeout.is_zero() {
             return Err(ServerError::Config(

@@ -225,8 +225,9 @@ pub struct KeyList {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SearchHit {
     pub index: u64,
-    /// `subject` or `related`.
-    pub role: String,
+    /// With `type` and `id` in the query: `subject` or `related`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     pub leaf_hash: Hex32,
     pub event: RawEvent,
 }
@@ -238,6 +239,78 @@ pub struct SearchPage {
     /// Where the next page starts, if there is one.
     pub next_start: Option<u64>,
     pub entries: Vec<SearchHit>,
+}
+
+/// `GET /v1/models`: registered models by name, paged.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelPage {
+    pub tree_size: u64,
+    pub models: Vec<ModelSummary>,
+    /// The `start` of the next page, if there is one.
+    pub next_start: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub name: String,
+    /// The version id in production, if any.
+    pub production: Option<String>,
+    pub version_count: u64,
+}
+
+/// `GET /v1/models/{name}`: one model's versions as the log says.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelDetail {
+    pub name: String,
+    pub production: Option<String>,
+    pub tree_size: u64,
+    pub versions: Vec<VersionSummary>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersionSummary {
+    /// `name:version`.
+    pub id: String,
+    pub version: String,
+    pub stage: String,
+    pub approval_status: crate::registry::ApprovalStatus,
+    /// Distinct human approvers since the last rejection.
+    pub human_approvers: Vec<String>,
+    /// Where the version was registered.
+    pub registered_index: Option<u64>,
+    /// The log indexes of its deployments.
+    pub deployments: Vec<u64>,
+}
+
+/// The approval chain report's format name.
+pub const APPROVAL_CHAIN_FORMAT: &str = "modeltrail-approval-chain/v1";
+
+/// `modeltrail report approval-chain`: every event of one model version,
+/// each with its inclusion proof against one signed checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalChain {
+    pub format: String,
+    /// `name:version`.
+    pub model_version: String,
+    pub checkpoint: String,
+    pub tree_size: u64,
+    pub items: Vec<ChainItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainItem {
+    pub index: u64,
+    /// registration, attestation, approval, rejection, promotion, denial,
+    /// deployment or other.
+    pub kind: String,
+    pub actor: String,
+    pub timestamp: String,
+    pub detail: String,
+    pub leaf_hash: Hex32,
+    pub event: RawEvent,
+    pub inclusion_proof: Vec<Hex32>,
 }
 
 /// An entry's inclusion proof in a named tree.
@@ -257,6 +330,8 @@ pub struct ModelVersion {
     pub state: crate::registry::Version,
     /// The approvals that count now (`type:id`).
     pub approvers: Vec<String>,
+    /// Toward the version's next stage, under the server's policy.
+    pub approval_status: crate::registry::ApprovalStatus,
     pub tree_size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
@@ -285,8 +360,26 @@ pub struct WitnessedLog {
     pub cosigned_size: Option<u64>,
 }
 
-/// The trace bundle format's name.
-pub const TRACE_FORMAT: &str = "modeltrail-trace/v1";
+/// The trace bundle format's name. v2: every node but the start holds only
+/// entries logged before the entry that linked to it (a deployment only
+/// its latest `deploy` before it), `archive` links are not followed, and
+/// `served_by` names the model version behind a prediction.
+pub const TRACE_FORMAT: &str = "modeltrail-trace/v2";
+/// The earlier format, still verified (links followed forward in time).
+pub const TRACE_FORMAT_V1: &str = "modeltrail-trace/v1";
+
+/// The model version that served the start of a trace, as the log says:
+/// the latest `deploy` of the deployment the start entry names, before it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServedBy {
+    pub model_version: String,
+    pub deployment: String,
+    /// The `deploy` entry.
+    pub deploy_index: u64,
+    /// The start's entry that names the deployment.
+    pub entry_index: u64,
+}
 
 /// `GET /v1/trace/{type}/{id}`: a lineage trace bundle, verified offline by
 /// [`crate::trace::check`]. A file format as much as an answer, so it is
@@ -304,6 +397,8 @@ pub struct TraceBundle {
     pub entries: Vec<TraceEntry>,
     pub truncated: bool,
     pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<ServedBy>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -17,6 +17,10 @@ fn prepare_error(e: EventError) -> Error {
         EventError::TooLarge(_) => Error::TooLarge(e.to_string()),
         EventError::Json(_) => Error::bad("invalid_json", e.to_string()),
         EventError::Field { .. } => Error::bad("invalid_event", e.to_string()),
+        EventError::Digest(_) => Error::Refused {
+            code: "digest_mismatch",
+            message: e.to_string(),
+        },
     }
 }
 

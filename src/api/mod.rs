@@ -15,7 +15,7 @@
 mod admin;
 mod error;
 mod events;
-mod extract;
+pub mod extract;
 mod log;
 mod registry;
 
@@ -176,6 +176,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/models/{name}/versions/{version}",
             get(registry::model_version),
         )
+        .route("/v1/models", get(registry::models))
+        .route("/v1/models/{name}", get(registry::model))
         .route("/v1/search", get(registry::search))
         .route("/v1/trace/{kind}/{id}", get(registry::trace))
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })

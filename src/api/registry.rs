@@ -34,11 +34,15 @@ pub(super) async fn model_version(
     if name.is_empty() || version.is_empty() || name.len() + version.len() > 255 {
         return Err(Error::bad("bad_path", "model name and version must be 1..=255 bytes").into());
     }
+    if version.contains(':') {
+        return Err(Error::bad("bad_path", "a version has no ':'").into());
+    }
     let id = format!("{name}:{version}");
     let (v, indexed) = st.ledger.version(&id).await?;
     let v = v.ok_or_else(|| Error::NotFound(format!("no model version {id} in the log")))?;
     let mut out = wire::ModelVersion {
         approvers: v.current_approvers(),
+        approval_status: v.approval_status(st.ledger.policy()),
         tree_size: indexed,
         checkpoint: None,
         proof_tree_size: None,
@@ -83,40 +87,277 @@ pub(super) async fn model_version(
     Ok(Json(out))
 }
 
-/// `GET /v1/search?type=T&id=I[&start=S][&limit=L]`: the entries that
-/// mention `T:I`, as subject or in `related`, in log order from index S.
+/// `GET /v1/models[?start=S&limit=L]`: registered models by name, each
+/// with its production version and how many versions it has.
+pub(super) async fn models(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<wire::ModelPage>, ApiError> {
+    let q = Query::parse(q.as_deref(), &["start", "limit"])?;
+    let Page { start, limit } = Page::parse(&q, st.limits.max_page)?;
+    let (models, next_start, tree_size) = st.ledger.models(start, limit).await?;
+    Ok(Json(wire::ModelPage {
+        tree_size,
+        models: models
+            .into_iter()
+            .map(|(name, m)| wire::ModelSummary {
+                name,
+                production: m.production,
+                version_count: m.versions.len() as u64,
+            })
+            .collect(),
+        next_start,
+    }))
+}
+
+/// `GET /v1/models/{name}`: a model's versions, stages and approval status.
+pub(super) async fn model(
+    State(st): State<AppState>,
+    PathParam(name): PathParam<String>,
+) -> Result<Json<wire::ModelDetail>, ApiError> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(Error::bad("bad_path", "a model name is 1..=255 bytes").into());
+    }
+    let found = st.ledger.model(&name).await?;
+    let (m, versions, tree_size) =
+        found.ok_or_else(|| Error::NotFound(format!("no model {name} in the log")))?;
+    let policy = st.ledger.policy();
+    Ok(Json(wire::ModelDetail {
+        name,
+        production: m.production,
+        tree_size,
+        versions: versions
+            .iter()
+            .map(|v| wire::VersionSummary {
+                id: v.id.clone(),
+                version: v.id.rsplit_once(':').map_or("", |(_, ver)| ver).to_string(),
+                stage: v.stage.clone(),
+                approval_status: v.approval_status(policy),
+                human_approvers: v.human_approvers(),
+                registered_index: v.registered.as_ref().map(|r| r.index),
+                deployments: v.deployments.iter().map(|d| d.index).collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// Most entries one search request reads and filters before it answers with
+/// what it found and where to go on (`next_start`).
+pub const MAX_SCAN: usize = 4096;
+/// Index keys read at a time from each index a search walks.
+const CHUNK: usize = 256;
+
+/// What a search asks for; every part optional but at least one.
+struct Filter {
+    lineage: Option<Ref>,
+    actor: Option<String>,
+    action: Option<String>,
+    since: Option<time::OffsetDateTime>,
+    until: Option<time::OffsetDateTime>,
+}
+
+impl Filter {
+    fn parse(q: &Query) -> Result<Filter, Error> {
+        let lineage = match (q.str("type"), q.str("id")) {
+            (Some(t), Some(i)) => Some(lineage_ref(t, i)?),
+            (None, None) => None,
+            _ => return Err(Error::bad("bad_query", "type and id go together")),
+        };
+        let actor = match q.str("actor") {
+            Some(a) => {
+                let (kind, id) = a.split_once(':').ok_or_else(|| {
+                    Error::bad("bad_query", "actor is type:id (user:alice, service:ci)")
+                })?;
+                if !matches!(kind, "user" | "service") {
+                    return Err(Error::bad(
+                        "bad_query",
+                        "an actor's type is user or service",
+                    ));
+                }
+                event::check_lineage_ref("actor", id)
+                    .map_err(|e| Error::bad("bad_query", e.to_string()))?;
+                Some(a.to_string())
+            }
+            None => None,
+        };
+        let action = match q.str("action") {
+            Some(a) => {
+                event::check_action(a).map_err(|e| Error::bad("bad_query", e.to_string()))?;
+                Some(a.to_string())
+            }
+            None => None,
+        };
+        let time = |name: &str| -> Result<Option<time::OffsetDateTime>, Error> {
+            q.str(name)
+                .map(|t| {
+                    event::parse_time(t).ok_or_else(|| {
+                        Error::bad("bad_query", format!("{name} is not an RFC 3339 time"))
+                    })
+                })
+                .transpose()
+        };
+        let (since, until) = (time("since")?, time("until")?);
+        if let (Some(s), Some(u)) = (since, until) {
+            if u < s {
+                return Err(Error::bad("bad_query", "until is before since"));
+            }
+        }
+        let f = Filter {
+            lineage,
+            actor,
+            action,
+            since,
+            until,
+        };
+        if f.lineage.is_none() && f.actor.is_none() && f.action.is_none() && !f.timed() {
+            return Err(Error::bad(
+                "bad_query",
+                "search by type and id, actor, action, since or until",
+            ));
+        }
+        Ok(f)
+    }
+
+    fn timed(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+
+    /// The index walked: the narrowest one asked for.
+    fn driver(&self) -> Vec<(Ref, Role)> {
+        if let Some(r) = &self.lineage {
+            return vec![(r.clone(), Role::Subject), (r.clone(), Role::Related)];
+        }
+        if let Some(a) = &self.actor {
+            return vec![(Ref::new(event::BY_ACTOR, a.as_str()), Role::Subject)];
+        }
+        if let Some(a) = &self.action {
+            return vec![(Ref::new(event::BY_ACTION, a.as_str()), Role::Subject)];
+        }
+        // The month buckets the range covers.
+        let (lo, hi) = event::MONTH_YEARS;
+        let first = self
+            .since
+            .map(event::month_bucket)
+            .unwrap_or(format!("{lo:04}-01"));
+        let last = self
+            .until
+            .map(event::month_bucket)
+            .unwrap_or(format!("{hi:04}-12"));
+        let mut out = Vec::new();
+        for y in lo..=hi {
+            for m in 1..=12 {
+                let b = format!("{y:04}-{m:02}");
+                if b >= first && b <= last {
+                    out.push((Ref::new(event::BY_MONTH, b), Role::Subject));
+                }
+            }
+        }
+        out
+    }
+
+    /// Does this entry match everything asked?
+    fn matches(&self, ev: &crate::audit::Event) -> bool {
+        if self
+            .actor
+            .as_deref()
+            .is_some_and(|a| ev.actor.to_string() != a)
+        {
+            return false;
+        }
+        if self
+            .action
+            .as_deref()
+            .is_some_and(|a| ev.action.as_str() != a)
+        {
+            return false;
+        }
+        if self.timed() {
+            let Some(t) = event::parse_time(&ev.timestamp) else {
+                return false;
+            };
+            if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t > u) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Candidate entries (index, how the key names them), and where to read on.
+type Candidates = (Vec<(u64, Role)>, Option<u64>);
+
+/// Index positions from `from` on across `keys`, merged in log order, up
+/// to where every key's answer is complete; and where to read on.
+fn candidates(log: &crate::log::Log, keys: &[(Ref, Role)], from: u64) -> Result<Candidates, Error> {
+    let mut frontier = u64::MAX;
+    let mut all = Vec::new();
+    for (r, role) in keys {
+        let got = log.mentions_as(&r.kind, &r.id, *role, from, CHUNK)?;
+        if got.len() == CHUNK {
+            frontier = frontier.min(*got.last().unwrap_or(&from));
+        }
+        all.extend(got.into_iter().map(|i| (i, *role)));
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.dedup_by_key(|(i, _)| *i);
+    all.retain(|(i, _)| *i <= frontier);
+    Ok((all, (frontier != u64::MAX).then(|| frontier + 1)))
+}
+
+/// `GET /v1/search`: entries in log order from index `start`, matching
+/// every filter given: `type` and `id` (as subject or in `related`),
+/// `actor` (`user:alice`), `action`, `since` and `until` (RFC 3339, on the
+/// event's own timestamp, both inclusive). Paged by `next_start`; a page
+/// can be short or empty when the scan bound is reached first.
 pub(super) async fn search(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::SearchPage>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["type", "id", "start", "limit"])?;
-    let r = lineage_ref(q.required("type")?, q.required("id")?)?;
+    let q = Query::parse(
+        q.as_deref(),
+        &[
+            "type", "id", "actor", "action", "since", "until", "start", "limit",
+        ],
+    )?;
+    let filter = Filter::parse(&q)?;
     let Page { start, limit } = Page::parse(&q, st.limits.max_page)?;
     let size = st.log.head().size;
     let _slot = st.heavy_slot().await?;
     let (found, next) = blocking(&st.log, move |log| {
-        let page = log.mentions(&r.kind, &r.id, start, limit as usize + 1)?;
+        let keys = filter.driver();
         let mut out = Vec::new();
-        let mut next = None;
         let mut bytes = 0usize;
-        for (i, (index, role)) in page.into_iter().enumerate() {
-            if index >= size {
-                break;
+        let mut scanned = 0usize;
+        let mut from = start;
+        loop {
+            let (batch, resume) = candidates(log, &keys, from)?;
+            for (index, role) in batch {
+                if index >= size {
+                    return Ok((out, None));
+                }
+                if out.len() == limit as usize || scanned >= MAX_SCAN {
+                    return Ok((out, Some(index)));
+                }
+                scanned += 1;
+                let e = log.entry(index)?;
+                let ev = crate::audit::Event::from_canonical(&e)
+                    .map_err(|err| Error::Internal(format!("entry {index}: {err}")))?;
+                if !filter.matches(&ev) {
+                    continue;
+                }
+                // Bounded in bytes as well as entries: the rest is the next page.
+                if !out.is_empty() && bytes + e.len() > MAX_PAGE_BYTES {
+                    return Ok((out, Some(index)));
+                }
+                bytes += e.len();
+                let role = filter.lineage.as_ref().map(|_| role);
+                out.push((index, role, e));
             }
-            if i == limit as usize {
-                next = Some(index);
-                break;
+            match resume {
+                Some(r) if r < size => from = r,
+                _ => return Ok((out, None)),
             }
-            let e = log.entry(index)?;
-            // Bounded in bytes as well as entries: the rest is the next page.
-            if !out.is_empty() && bytes + e.len() > MAX_PAGE_BYTES {
-                next = Some(index);
-                break;
-            }
-            bytes += e.len();
-            out.push((index, role, e));
         }
-        Ok((out, next))
     })
     .await?;
     let entries = found
@@ -124,11 +365,13 @@ pub(super) async fn search(
         .map(|(index, role, bytes)| {
             Ok(wire::SearchHit {
                 index,
-                role: match role {
-                    Role::Subject => "subject",
-                    Role::Related => "related",
-                }
-                .into(),
+                role: role.map(|r| {
+                    match r {
+                        Role::Subject => "subject",
+                        Role::Related => "related",
+                    }
+                    .to_string()
+                }),
                 leaf_hash: Hex32(leaf_hash(&bytes)),
                 event: wire::raw_event(&bytes).map_err(|e| Error::Internal(e.to_string()))?,
             })

@@ -43,6 +43,9 @@ pub enum EventError {
     Field { field: String, msg: String },
     #[error("event is {0} bytes in canonical form; the limit is {MAX_ENTRY_BYTES}")]
     TooLarge(usize),
+    /// Well-formed, but a digest it carries does not match its content.
+    #[error("{0}")]
+    Digest(String),
 }
 
 fn field(field: &str, msg: impl Into<String>) -> EventError {
@@ -77,6 +80,9 @@ pub struct Event {
 #[serde(deny_unknown_fields)]
 pub struct Integrity {
     pub artifact_sha256: Option<String>,
+    /// SHA-256 of the event's canonical form without `event_sha256` and
+    /// `signature` (and without `integrity` if nothing else is left).
+    pub event_sha256: Option<String>,
     pub signature: Option<String>,
 }
 
@@ -144,6 +150,16 @@ impl Event {
         out
     }
 
+    /// The links a lineage trace follows from this entry: its `related`
+    /// links, except an `archive`'s (they name the successor, which comes
+    /// later in time than anything the archived version did).
+    pub fn lineage_links(&self) -> Vec<Ref> {
+        if self.action == Action::Archive {
+            return Vec::new();
+        }
+        self.links()
+    }
+
     /// `(reference, is_subject)` of the subject and each distinct `related`
     /// link that is not the subject: the lineage index's keys.
     pub fn mentions(&self) -> Vec<(Ref, bool)> {
@@ -152,6 +168,48 @@ impl Event {
             if !out.iter().any(|(m, _)| m == r) {
                 out.push((r.clone(), false));
             }
+        }
+        out
+    }
+}
+
+/// Index kinds for auditor queries, kept in the lineage index beside the
+/// real `(type, id)` keys. They start with `@`, which no event type can,
+/// so they never meet a lineage key.
+pub const BY_ACTOR: &str = "@actor";
+pub const BY_ACTION: &str = "@action";
+pub const BY_MONTH: &str = "@month";
+/// The years the month index has buckets for; timestamps outside fall in
+/// the first or last bucket (queries filter on the exact time).
+pub const MONTH_YEARS: (i32, i32) = (1970, 2199);
+
+/// Parse an RFC 3339 time.
+pub fn parse_time(ts: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The month bucket (`YYYY-MM`, UTC) of a time, clamped to [`MONTH_YEARS`].
+pub fn month_bucket(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let (lo, hi) = MONTH_YEARS;
+    let (y, m) = match t.year() {
+        y if y < lo => (lo, 1),
+        y if y > hi => (hi, 12),
+        y => (y, u8::from(t.month())),
+    };
+    format!("{y:04}-{m:02}")
+}
+
+impl Event {
+    /// Every key this entry has in the lineage index: its mentions, and
+    /// the auditor's keys (actor, action, month of its timestamp), each
+    /// with whether it is the subject.
+    pub fn index_keys(&self) -> Vec<(Ref, bool)> {
+        let mut out = self.mentions();
+        out.push((Ref::new(BY_ACTOR, self.actor.to_string()), true));
+        out.push((Ref::new(BY_ACTION, self.action.as_str()), true));
+        if let Some(t) = parse_time(&self.timestamp) {
+            out.push((Ref::new(BY_MONTH, month_bucket(t)), true));
         }
         out
     }
@@ -211,6 +269,7 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
             "the event's canonical form is not a fixed point".into(),
         ));
     }
+    check_event_sha256(&value, client_id)?;
     let event: Event =
         serde_json::from_value(value).map_err(|e| EventError::Json(e.to_string()))?;
     Ok(Prepared {
@@ -219,6 +278,53 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
         leaf_hash: tree::leaf_hash(&canonical),
         canonical,
     })
+}
+
+/// The digest `integrity.event_sha256` must hold: SHA-256 of the event's
+/// RFC 8785 form without `integrity.event_sha256` and
+/// `integrity.signature` (and without `integrity` if nothing else is
+/// left), lowercase hex. A signer computes it first, then signs.
+pub fn event_sha256(event: &Value) -> Result<String, EventError> {
+    use sha2::{Digest, Sha256};
+    let mut v = event.clone();
+    if let Some(obj) = v.as_object_mut() {
+        let empty = match obj.get_mut("integrity").and_then(Value::as_object_mut) {
+            Some(i) => {
+                i.remove("event_sha256");
+                i.remove("signature");
+                i.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            obj.remove("integrity");
+        }
+    }
+    let bytes = canonicalize(&v)?;
+    Ok(crate::encoding::hex(&Sha256::digest(&bytes)))
+}
+
+/// A present `integrity.event_sha256` must match the event.
+fn check_event_sha256(value: &Value, client_id: bool) -> Result<(), EventError> {
+    let Some(claimed) = value
+        .get("integrity")
+        .and_then(|i| i.get("event_sha256"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    if !client_id {
+        return Err(EventError::Digest(
+            "integrity.event_sha256 covers event_id, so the event must carry its own".into(),
+        ));
+    }
+    let actual = event_sha256(value)?;
+    if actual != claimed {
+        return Err(EventError::Digest(format!(
+            "integrity.event_sha256 is {claimed} but the event hashes to {actual}"
+        )));
+    }
+    Ok(())
 }
 
 /// Canonical form of stored leaf bytes, for resubmission comparisons and
@@ -292,16 +398,22 @@ fn validate(obj: &Map<String, Value>) -> Result<(), EventError> {
         let i = i
             .as_object()
             .ok_or_else(|| field("integrity", "must be an object"))?;
-        only_keys("integrity", i, &["artifact_sha256", "signature"])?;
-        if let Some(a) = i.get("artifact_sha256") {
-            let ok = a.as_str().is_some_and(|s| {
-                s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            });
-            if !ok {
-                return Err(field(
-                    "integrity.artifact_sha256",
-                    "must be 64 lowercase hex digits",
-                ));
+        only_keys(
+            "integrity",
+            i,
+            &["artifact_sha256", "event_sha256", "signature"],
+        )?;
+        for name in ["artifact_sha256", "event_sha256"] {
+            if let Some(a) = i.get(name) {
+                let ok = a.as_str().is_some_and(|s| {
+                    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                });
+                if !ok {
+                    return Err(field(
+                        &format!("integrity.{name}"),
+                        "must be 64 lowercase hex digits",
+                    ));
+                }
             }
         }
         if let Some(s) = i.get("signature") {
@@ -334,6 +446,11 @@ fn only_keys(name: &str, obj: &Map<String, Value>, allowed: &[&str]) -> Result<(
 }
 
 /// Lowercase identifiers: actions and reference types.
+/// An action name as events spell it.
+pub fn check_action(s: &str) -> Result<(), EventError> {
+    check_ident("action", s)
+}
+
 fn check_ident(name: &str, s: &str) -> Result<(), EventError> {
     let ok = (1..=64).contains(&s.len())
         && s.as_bytes()[0].is_ascii_lowercase()

@@ -334,6 +334,51 @@ impl Ledger {
         Ok((reg.state.version(id).cloned(), size))
     }
 
+    /// Registered models by name from offset `start`, at most `limit`, the
+    /// offset of the next page, and the tree size the state covers.
+    #[allow(clippy::type_complexity)]
+    pub async fn models(
+        &self,
+        start: u64,
+        limit: u64,
+    ) -> Result<(Vec<(String, registry::Model)>, Option<u64>, u64), Error> {
+        let mut reg = self.registry.lock().await;
+        self.catch_up(&mut reg, Fold::Registry).await?;
+        let size = self.log.head().size.max(reg.indexed);
+        let total = reg.state.models.len() as u64;
+        let list = reg
+            .state
+            .models
+            .iter()
+            .skip(start.min(total) as usize)
+            .take(limit as usize)
+            .map(|(name, m)| (name.clone(), m.clone()))
+            .collect();
+        let next = start.saturating_add(limit);
+        Ok((list, (next < total).then_some(next), size))
+    }
+
+    /// One model, its versions in the order registered, and the tree size
+    /// the state covers.
+    #[allow(clippy::type_complexity)]
+    pub async fn model(
+        &self,
+        name: &str,
+    ) -> Result<Option<(registry::Model, Vec<registry::Version>, u64)>, Error> {
+        let mut reg = self.registry.lock().await;
+        self.catch_up(&mut reg, Fold::Registry).await?;
+        let size = self.log.head().size.max(reg.indexed);
+        let Some(m) = reg.state.models.get(name) else {
+            return Ok(None);
+        };
+        let versions = m
+            .versions
+            .iter()
+            .filter_map(|id| reg.state.version(id).cloned())
+            .collect();
+        Ok(Some((m.clone(), versions, size)))
+    }
+
     /// Bring a dirty registry state up to date from the entries.
     async fn catch_up(&self, reg: &mut Tracked<registry::State>, _: Fold) -> Result<(), Error> {
         if !reg.dirty {
@@ -403,7 +448,7 @@ impl Ledger {
             // is the fold of everything published.
             let size = self.log.head().size;
             let snap = Snapshot {
-                version: 1,
+                version: crate::state::SNAPSHOT_VERSION,
                 indexed: size,
                 access: access.state.clone(),
                 registry: reg.state.clone(),

@@ -582,11 +582,11 @@ impl Log {
 const MAX_ENTRY: usize = crate::audit::event::MAX_ENTRY_BYTES;
 
 /// The store's view of a prepared event: its bytes, leaf hash, id and
-/// lineage keys (the subject and each `related` link).
+/// index keys (the subject, each `related` link, actor, action, month).
 fn new_entry(p: Prepared) -> NewEntry {
     let mentions = p
         .event
-        .mentions()
+        .index_keys()
         .into_iter()
         .map(|(r, subject)| {
             let role = if subject {

@@ -1,6 +1,7 @@
 //! The model registry's state, derived from the log: per model version, its
 //! registration, stage, approvals, rejections, attestations and
-//! deployments, each with the log indexes it came from.
+//! deployments, each with the log indexes it came from; per model, its
+//! versions and the one in production (a slot per model, as in MLflow).
 //!
 //! [`State::apply`] folds one logged event into the state; the same fold
 //! over the same entries gives the same state, which is how the state is
@@ -18,64 +19,14 @@ use crate::audit::{Event, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Stages a model version can be promoted to.
-pub const STAGES: &[&str] = &["staging", "production", "archived"];
+mod policy;
 
-/// What entering a stage needs.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Gate {
-    /// Approvals from distinct approvers, counted since the last rejection.
-    #[serde(default)]
-    pub min_approvals: usize,
-    /// Attestation kinds whose latest attestation must have passed.
-    #[serde(default)]
-    pub attestations: Vec<String>,
-    /// Whether the principal that registered the version may approve it.
-    #[serde(default)]
-    pub allow_self_approval: bool,
-}
+pub use policy::{Gate, Policy, Stage};
 
-/// The promotion policy: a gate per stage.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    #[serde(default)]
-    pub staging: Gate,
-    #[serde(default = "default_production")]
-    pub production: Gate,
-}
-
-fn default_production() -> Gate {
-    Gate {
-        min_approvals: 2,
-        attestations: Vec::new(),
-        allow_self_approval: false,
-    }
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            staging: Gate::default(),
-            production: default_production(),
-        }
-    }
-}
-
-impl Policy {
-    fn gate(&self, stage: &str) -> Option<&Gate> {
-        match stage {
-            "staging" => Some(&self.staging),
-            "production" => Some(&self.production),
-            _ => None,
-        }
-    }
-
-    /// Does approving need to be checked against the registrant?
-    fn self_approval_forbidden(&self) -> bool {
-        !(self.staging.allow_self_approval && self.production.allow_self_approval)
-    }
+/// The model name of a model version id `name:version` (everything before
+/// the last `:`; an id without one is its own model).
+pub fn model_of(id: &str) -> &str {
+    id.rsplit_once(':').map_or(id, |(m, _)| m)
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -83,6 +34,12 @@ pub struct Mark {
     /// `type:id` of the actor.
     pub by: String,
     pub index: u64,
+}
+
+impl Mark {
+    fn human(&self) -> bool {
+        self.by.starts_with("user:")
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,6 +60,23 @@ pub struct StageChange {
     pub index: u64,
 }
 
+/// A deployment of the version, with the environment it went to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deployment {
+    pub by: String,
+    pub index: u64,
+    pub environment: String,
+}
+
+/// SageMaker's approval vocabulary, derived from the log and the gate of
+/// the version's next stage.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    PendingManualApproval,
+    Approved,
+    Rejected,
+}
+
 /// One model version, as the log says.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Version {
@@ -114,7 +88,7 @@ pub struct Version {
     pub approvals: Vec<Mark>,
     pub rejections: Vec<Mark>,
     pub attestations: Vec<Attestation>,
-    pub deployments: Vec<Mark>,
+    pub deployments: Vec<Deployment>,
     pub denials: Vec<u64>,
     /// Every event this state was derived from, in log order.
     pub events: Vec<u64>,
@@ -124,14 +98,22 @@ impl Version {
     fn new(id: &str) -> Self {
         Version {
             id: id.to_string(),
-            stage: "none".into(),
+            stage: Stage::None.as_str().into(),
             ..Default::default()
         }
     }
 
+    pub fn stage(&self) -> Stage {
+        Stage::parse(&self.stage).unwrap_or(Stage::None)
+    }
+
+    fn last_rejection(&self) -> Option<u64> {
+        self.rejections.iter().map(|r| r.index).max()
+    }
+
     /// Distinct approvers since the last rejection.
     pub fn current_approvers(&self) -> Vec<String> {
-        let last_rejection = self.rejections.iter().map(|r| r.index).max();
+        let last_rejection = self.last_rejection();
         let mut out: Vec<String> = Vec::new();
         for a in &self.approvals {
             if last_rejection.is_some_and(|r| a.index < r) {
@@ -144,21 +126,115 @@ impl Version {
         out
     }
 
-    fn latest_attestation(&self, kind: &str) -> Option<&Attestation> {
-        self.attestations.iter().rev().find(|a| a.kind == kind)
+    /// Distinct human approvers since the last rejection.
+    pub fn human_approvers(&self) -> Vec<String> {
+        let last_rejection = self.last_rejection();
+        let mut out: Vec<String> = Vec::new();
+        for a in &self.approvals {
+            if a.human() && last_rejection.is_none_or(|r| a.index >= r) && !out.contains(&a.by) {
+                out.push(a.by.clone());
+            }
+        }
+        out
+    }
+
+    /// The latest attestation of `kind` that `gate` counts.
+    fn counted_attestation(&self, gate: &Gate, kind: &str) -> Option<&Attestation> {
+        self.attestations
+            .iter()
+            .rev()
+            .find(|a| a.kind == kind && gate.counts_attester(kind, &a.by))
     }
 
     fn was_in_production(&self) -> bool {
-        self.stages.iter().any(|s| s.stage == "production")
+        self.stages
+            .iter()
+            .any(|s| s.stage == Stage::Production.as_str())
     }
+
+    /// Where the version last left production, if it did.
+    fn left_production_at(&self) -> Option<u64> {
+        let mut left = None;
+        let mut inside = false;
+        for s in &self.stages {
+            let prod = s.stage == Stage::Production.as_str();
+            if inside && !prod {
+                left = Some(s.index);
+            }
+            inside = prod;
+        }
+        left
+    }
+
+    /// Every requirement of `stage`'s gate this version does not meet.
+    pub fn unmet(&self, stage: Stage, policy: &Policy) -> Vec<String> {
+        let mut unmet = Vec::new();
+        let Some(gate) = policy.gate(stage) else {
+            return unmet;
+        };
+        let id = &self.id;
+        let need = policy.min_human_approvals(stage);
+        let humans = self.human_approvers();
+        if humans.len() < need {
+            unmet.push(format!(
+                "{stage} needs {need} approvals from distinct human approvers since the last rejection; {id} has {}",
+                humans.len()
+            ));
+        }
+        for kind in &gate.attestations {
+            let signed_only = gate.require_signed_attestations.contains(kind);
+            match self.counted_attestation(gate, kind) {
+                Some(a) if !a.passed => unmet.push(format!(
+                    "the latest {kind} attestation (entry {}) did not pass",
+                    a.index
+                )),
+                Some(a) if signed_only && !a.signed => unmet.push(format!(
+                    "the latest {kind} attestation (entry {}) is not signed",
+                    a.index
+                )),
+                Some(_) => {}
+                None => unmet.push(format!("no {kind} attestation for {id}")),
+            }
+        }
+        unmet
+    }
+
+    /// The approval status toward the version's next stage (staging, then
+    /// production; production and archived versions are judged by the
+    /// production gate).
+    pub fn approval_status(&self, policy: &Policy) -> ApprovalStatus {
+        let last_approval = self.approvals.iter().map(|a| a.index).max();
+        if let Some(r) = self.last_rejection() {
+            if last_approval.is_none_or(|a| a < r) {
+                return ApprovalStatus::Rejected;
+            }
+        }
+        let next = match self.stage() {
+            Stage::None => Stage::Staging,
+            _ => Stage::Production,
+        };
+        if self.unmet(next, policy).is_empty() {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::PendingManualApproval
+        }
+    }
+}
+
+/// One registered model: its versions and the one in production.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Model {
+    pub production: Option<String>,
+    /// Registered version ids, in the order registered.
+    pub versions: Vec<String>,
 }
 
 /// The whole registry state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
     pub versions: BTreeMap<String, Version>,
-    /// The version in production, if any.
-    pub production: Option<String>,
+    /// Per model name, its registered versions and its production slot.
+    pub models: BTreeMap<String, Model>,
 }
 
 /// Why an event cannot be appended.
@@ -170,9 +246,36 @@ pub enum Refusal {
     Denied(Vec<String>),
 }
 
+/// The target stage of a `promote` (or `archive`) event.
+fn to_stage(ev: &Event) -> Result<Stage, Refusal> {
+    match ev.meta_str("to_stage") {
+        Some(t) => Stage::parse(t).ok_or_else(|| {
+            Refusal::Malformed(format!(
+                "unknown stage {t:?}: use None, Staging, Production or Archived (any case)"
+            ))
+        }),
+        None => Err(Refusal::Malformed(format!(
+            "a {} event needs metadata.to_stage",
+            ev.action
+        ))),
+    }
+}
+
+/// The environment of a `deploy` event (`production` when not given).
+pub fn environment(ev: &Event) -> String {
+    ev.meta_str("environment")
+        .unwrap_or("production")
+        .to_ascii_lowercase()
+}
+
 impl State {
     pub fn version(&self, id: &str) -> Option<&Version> {
         self.versions.get(id)
+    }
+
+    /// The version of `model` in production, if any.
+    pub fn production_of(&self, model: &str) -> Option<&str> {
+        self.models.get(model)?.production.as_deref()
     }
 
     /// May this event be appended now? Every unmet requirement is listed.
@@ -196,10 +299,19 @@ impl State {
             }
         };
         match action {
-            Action::Register if registered => {
-                unmet.push(format!("model version {id} is already registered"));
+            Action::Register => {
+                match id.rsplit_once(':') {
+                    Some((m, ver)) if !m.is_empty() && !ver.is_empty() => {}
+                    _ => {
+                        return Err(Refusal::Malformed(format!(
+                            "a model version id is name:version; {id:?} is not"
+                        )))
+                    }
+                }
+                if registered {
+                    unmet.push(format!("model version {id} is already registered"));
+                }
             }
-            Action::Register => {}
             Action::Approve => {
                 need_registered(&mut unmet);
                 if let Some(v) = v {
@@ -213,46 +325,31 @@ impl State {
                     }
                 }
             }
-            Action::Reject | Action::Attest | Action::Retire => need_registered(&mut unmet),
-            Action::Promote => {
-                let to = match ev.meta_str("to_stage") {
-                    Some(t) if STAGES.contains(&t) => t,
-                    Some(t) => {
-                        return Err(Refusal::Malformed(format!(
-                            "unknown stage {t:?}: use staging, production or archived"
-                        )))
-                    }
-                    None => {
-                        return Err(Refusal::Malformed(
-                            "a promote event needs metadata.to_stage".into(),
-                        ))
-                    }
+            Action::Attest => {
+                let Some(kind) = ev.meta_str("kind").filter(|k| !k.is_empty()) else {
+                    return Err(Refusal::Malformed(
+                        "an attest event needs metadata.kind".into(),
+                    ));
                 };
+                if ev.meta_bool("passed").is_none() {
+                    return Err(Refusal::Malformed(
+                        "an attest event needs metadata.passed (true or false)".into(),
+                    ));
+                }
+                need_registered(&mut unmet);
+                if policy.refuses_attester(kind, &by) {
+                    unmet.push(format!("{by} is not an attester of {kind}"));
+                }
+            }
+            Action::Reject | Action::Retire => need_registered(&mut unmet),
+            Action::Promote => {
+                let to = to_stage(ev)?;
                 need_registered(&mut unmet);
                 if let Some(v) = v {
-                    if v.stage == to {
+                    if v.stage() == to {
                         unmet.push(format!("{id} is already in {to}"));
                     }
-                    if let Some(gate) = policy.gate(to) {
-                        let approvers = v.current_approvers();
-                        if approvers.len() < gate.min_approvals {
-                            unmet.push(format!(
-                                "{to} needs {} approvals from distinct approvers since the last rejection; {id} has {}",
-                                gate.min_approvals,
-                                approvers.len()
-                            ));
-                        }
-                        for kind in &gate.attestations {
-                            match v.latest_attestation(kind) {
-                                Some(a) if a.passed => {}
-                                Some(a) => unmet.push(format!(
-                                    "the latest {kind} attestation (entry {}) did not pass",
-                                    a.index
-                                )),
-                                None => unmet.push(format!("no {kind} attestation for {id}")),
-                            }
-                        }
-                    }
+                    unmet.extend(v.unmet(to, policy));
                 }
             }
             Action::Rollback => {
@@ -261,18 +358,44 @@ impl State {
                     if !v.was_in_production() {
                         unmet.push(format!("{id} was never in production"));
                     }
-                    if v.stage == "production" {
+                    if v.stage() == Stage::Production {
                         unmet.push(format!("{id} is in production already"));
+                    }
+                    if let Some(left) = v.left_production_at() {
+                        if let Some(r) = v.rejections.iter().find(|r| r.index > left) {
+                            unmet.push(format!(
+                                "{id} was rejected (entry {}) after it left production",
+                                r.index
+                            ));
+                        }
+                    }
+                    let gate = &policy.production;
+                    for kind in &gate.attestations {
+                        if let Some(a) = v.counted_attestation(gate, kind) {
+                            if !a.passed {
+                                unmet.push(format!(
+                                    "the latest {kind} attestation (entry {}) did not pass",
+                                    a.index
+                                ));
+                            }
+                        }
                     }
                 }
             }
             Action::Deploy => {
                 need_registered(&mut unmet);
                 if let Some(v) = v {
-                    if v.stage != "staging" && v.stage != "production" {
+                    let env = environment(ev);
+                    let stage = v.stage();
+                    if env == "production" {
+                        if stage != Stage::Production {
+                            unmet.push(format!(
+                                "{id} is in stage {stage}; only a production version is deployed to production"
+                            ));
+                        }
+                    } else if stage != Stage::Staging && stage != Stage::Production {
                         unmet.push(format!(
-                            "{id} is in stage {}; only staging and production versions are deployed",
-                            v.stage
+                            "{id} is in stage {stage}; only staging and production versions are deployed"
                         ));
                     }
                 }
@@ -287,32 +410,33 @@ impl State {
         }
     }
 
-    /// The events the server records after this one is applied: entering
-    /// production archives the version that was there.
+    /// The events the server records after this one is applied: a version
+    /// entering production archives the version of the same model that was
+    /// there (other models keep theirs).
     pub fn follow_ups(&self, ev: &Event, cause_index: u64) -> Vec<Record> {
         let enters_production = match ev.action {
-            Action::Promote => ev.meta_str("to_stage") == Some("production"),
+            Action::Promote => to_stage(ev) == Ok(Stage::Production),
             Action::Rollback => true,
             _ => false,
         };
         let Some(id) = ev.model_version() else {
             return Vec::new();
         };
-        match (&self.production, enters_production) {
-            (Some(old), true) if *old != id => {
-                vec![
-                    Record::new(Action::Archive, Ref::model_version(old.as_str()))
-                        .related(Ref::model_version(id))
-                        .meta("to_stage", "archived")
-                        .meta("replaced_by", id)
-                        .meta("cause_index", cause_index),
-                ]
+        match (self.production_of(model_of(id)), enters_production) {
+            (Some(old), true) if old != id => {
+                vec![Record::new(Action::Archive, Ref::model_version(old))
+                    .related(Ref::model_version(id))
+                    .meta("to_stage", Stage::Archived.as_str())
+                    .meta("replaced_by", id)
+                    .meta("cause_index", cause_index)]
             }
             _ => Vec::new(),
         }
     }
 
-    /// Fold one logged event (at `index`) into the state.
+    /// Fold one logged event (at `index`) into the state. A logged event
+    /// is what happened: an `archive` written under an earlier rule (one
+    /// production slot for the whole registry) still archives its version.
     pub fn apply(&mut self, index: u64, ev: &Event) {
         if ev.fold() != Fold::Registry {
             return;
@@ -329,9 +453,13 @@ impl State {
             by: by.clone(),
             index,
         };
-        let mut new_stage: Option<String> = None;
+        let mut new_stage: Option<Stage> = None;
         match ev.action {
-            Action::Register if v.registered.is_none() => v.registered = Some(mark),
+            Action::Register if v.registered.is_none() => {
+                v.registered = Some(mark);
+                let model = self.models.entry(model_of(&id).to_string()).or_default();
+                model.versions.push(id.clone());
+            }
             Action::Approve => v.approvals.push(mark),
             Action::Reject => v.rejections.push(mark),
             Action::Attest => v.attestations.push(Attestation {
@@ -341,38 +469,39 @@ impl State {
                 index,
                 signed: ev.is_signed(),
             }),
-            Action::Deploy => v.deployments.push(mark),
-            Action::Promote | Action::Archive => {
-                if let Some(t) = ev.meta_str("to_stage") {
-                    new_stage = Some(t.to_string());
-                }
-            }
-            Action::Rollback => new_stage = Some("production".into()),
-            Action::Retire => new_stage = Some("archived".into()),
+            Action::Deploy => v.deployments.push(Deployment {
+                by,
+                index,
+                environment: environment(ev),
+            }),
+            Action::Promote | Action::Archive => new_stage = to_stage(ev).ok(),
+            Action::Rollback => new_stage = Some(Stage::Production),
+            Action::Retire => new_stage = Some(Stage::Archived),
             Action::Deny => v.denials.push(index),
             _ => {}
         }
-        if let Some(stage) = new_stage {
-            v.stage = stage.clone();
-            v.stages.push(StageChange {
-                stage: stage.clone(),
-                action: ev.action.to_string(),
-                by: ev.actor.to_string(),
-                index,
-            });
-            if stage == "production" {
-                // Only one version is in production: the one it replaces
-                // leaves it now, whether or not the server's `archive`
-                // event for it (appended right after) made it to the log.
-                if let Some(old) = self.production.take().filter(|o| *o != id) {
+        let Some(stage) = new_stage else { return };
+        v.stage = stage.as_str().into();
+        v.stages.push(StageChange {
+            stage: stage.as_str().into(),
+            action: ev.action.to_string(),
+            by: ev.actor.to_string(),
+            index,
+        });
+        let model = self.models.entry(model_of(&id).to_string()).or_default();
+        if stage == Stage::Production {
+            // One version per model is in production: the one it replaces
+            // leaves now, whether or not the server's `archive` event for
+            // it (appended right after) made it to the log.
+            if let Some(old) = model.production.replace(id.clone()) {
+                if old != id {
                     if let Some(ov) = self.versions.get_mut(&old) {
-                        ov.stage = "archived".into();
+                        ov.stage = Stage::Archived.as_str().into();
                     }
                 }
-                self.production = Some(id);
-            } else if self.production.as_deref() == Some(id.as_str()) {
-                self.production = None;
             }
+        } else if model.production.as_deref() == Some(id.as_str()) {
+            model.production = None;
         }
     }
 }

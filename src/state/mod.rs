@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 /// Entries read at a time while folding.
 const PAGE: u64 = 1000;
 /// The snapshot format written by this version.
-const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -123,14 +123,19 @@ impl Snapshot {
         let Some(bytes) = store.get_meta(MetaKey::DerivedState)? else {
             return Ok(None);
         };
+        #[derive(Deserialize)]
+        struct Format {
+            version: u32,
+        }
+        let format: Format = serde_json::from_slice(&bytes)
+            .map_err(|e| StateError::Snapshot(format!("unreadable: {e}")))?;
+        if format.version != SNAPSHOT_VERSION {
+            // Written by another version of the fold: the state is derived,
+            // so it is rebuilt from the entries rather than trusted.
+            return Ok(None);
+        }
         let mut snap: Snapshot = serde_json::from_slice(&bytes)
             .map_err(|e| StateError::Snapshot(format!("unreadable: {e}")))?;
-        if snap.version != SNAPSHOT_VERSION {
-            return Err(StateError::Snapshot(format!(
-                "format {} is not {SNAPSHOT_VERSION}",
-                snap.version
-            )));
-        }
         snap.access = std::mem::take(&mut snap.access).with_legacy_hashes(legacy);
         Ok(Some(snap))
     }
@@ -240,7 +245,7 @@ pub fn repair_lineage(store: &dyn Store, size: u64) -> Result<u64, StateError> {
                 index,
                 message: e.to_string(),
             })?;
-            for (r, subject) in ev.mentions() {
+            for (r, subject) in ev.index_keys() {
                 let prefix = mention_key(&r.kind, &r.id);
                 let role = if subject {
                     Role::Subject
@@ -331,7 +336,8 @@ mod lineage_tests {
                 checkpoint: b"cp",
             })
             .unwrap();
-        assert_eq!(ensure_lineage(&store).unwrap(), 12);
+        // Two lineage keys and three auditor keys (actor, action, month) each.
+        assert_eq!(ensure_lineage(&store).unwrap(), 30);
         assert_eq!(
             store.get_meta(MetaKey::LineageLayout).unwrap().as_deref(),
             Some(LINEAGE_LAYOUT)
@@ -339,6 +345,12 @@ mod lineage_tests {
         assert_eq!(
             store
                 .mentions_as(&mention_key("deployment", "d"), Role::Related, 0, 100)
+                .unwrap(),
+            (0..6).collect::<Vec<u64>>()
+        );
+        assert_eq!(
+            store
+                .mentions_as(&mention_key("@month", "2025-05"), Role::Subject, 0, 100)
                 .unwrap(),
             (0..6).collect::<Vec<u64>>()
         );

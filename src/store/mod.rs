@@ -155,7 +155,8 @@ fn mention_index(role_prefix: &[u8], key: &[u8]) -> Option<u64> {
 }
 
 /// The version of the lineage index layout this code writes.
-pub const LINEAGE_LAYOUT: &[u8] = b"2";
+/// "3": with the auditor's keys (actor, action, month).
+pub const LINEAGE_LAYOUT: &[u8] = b"3";
 
 /// Everything one sequencer batch writes, atomically.
 #[derive(Debug)]

@@ -1,13 +1,20 @@
 //! Building a trace bundle from the log: a breadth-first walk back along
 //! `related` links from the start, each node's subject entries with their
 //! inclusion proofs against the head at the start of the walk.
+//!
+//! The walk goes back in time: a node reached from entry `j` holds only
+//! entries before `j` (what was known when `j` was logged), and a
+//! deployment only its latest `deploy` before `j`, so a prediction traces
+//! to the version that served it, not to every version ever deployed
+//! there.
 
 use super::{MAX_ENTRIES, MAX_EVENT_BYTES, MAX_NODES, MAX_PER_NODE};
+use crate::audit::vocab::Action;
 use crate::audit::{Event, Ref};
 use crate::error::Error;
 use crate::log::Log;
 use crate::log::MentionRole as Role;
-use crate::wire::{hexes, raw_event, TraceBundle, TraceEntry, TraceNode, TRACE_FORMAT};
+use crate::wire::{hexes, raw_event, ServedBy, TraceBundle, TraceEntry, TraceNode, TRACE_FORMAT};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Build the trace from `start` against the log's current head. Blocking.
@@ -26,6 +33,10 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
     let mut out_of_bytes = false;
     // Who first linked to each node, to tell a cycle from a shared ancestor.
     let mut parent: HashMap<Ref, Ref> = HashMap::new();
+    // Entries of a node must come before this index (the latest entry
+    // that linked to it so far); the start has none.
+    let mut horizon: HashMap<Ref, u64> = HashMap::new();
+    let mut events: HashMap<u64, Event> = HashMap::new();
     visited.insert(start.clone());
     queue.push_back(start.clone());
     while let Some(r) = queue.pop_front() {
@@ -37,7 +48,11 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
             ));
             break;
         }
-        let (subject_of, node_truncated) = subject_entries(log, &r, size)?;
+        let (subject_of, node_truncated) = match horizon.get(&r) {
+            None => subject_entries(log, &r, size)?,
+            Some(&h) if r.kind == DEPLOYMENT => (latest_deploy(log, &r, h)?, false),
+            Some(&h) => subject_entries(log, &r, h)?,
+        };
         if nodes.is_empty() && subject_of.is_empty() {
             return Err(Error::NotFound(format!("no entry has the subject {r}")));
         }
@@ -79,7 +94,8 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
                     event: raw_event(&bytes_of).map_err(|e| Error::Internal(e.to_string()))?,
                     inclusion_proof: hexes(&proof),
                 });
-                slot.insert(ev.links());
+                slot.insert(ev.lineage_links());
+                events.insert(index, ev);
             }
             node.entries.push(index);
             for l in links_of.get(&index).cloned().unwrap_or_default() {
@@ -88,7 +104,13 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
                 }
                 if visited.insert(l.clone()) {
                     parent.insert(l.clone(), r.clone());
+                    horizon.insert(l.clone(), index);
                     queue.push_back(l);
+                } else if let Some(h) = horizon.get_mut(&l).filter(|_| {
+                    // Still waiting in the queue: a later link widens it.
+                    queue.contains(&l)
+                }) {
+                    *h = (*h).max(index);
                 } else if descends_from(&r, &l, &parent) {
                     notes.push(format!(
                         "{r} links back to {l}, which it descends from (a cycle)"
@@ -102,6 +124,7 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
         }
     }
     notes.dedup();
+    let served_by = served_by(&nodes, &events);
     Ok(TraceBundle {
         format: TRACE_FORMAT.into(),
         start,
@@ -111,10 +134,58 @@ pub fn build(log: &Log, start: Ref) -> Result<TraceBundle, Error> {
         entries,
         truncated,
         notes,
+        served_by,
     })
 }
 
-/// The entries below `size` whose subject is `r`, in log order, at most
+const DEPLOYMENT: &str = "deployment";
+
+/// The model version behind the start: the first start entry that names a
+/// deployment, that deployment's `deploy` in the bundle (the latest before
+/// the entry), and the model version it deployed.
+fn served_by(nodes: &[TraceNode], events: &HashMap<u64, Event>) -> Option<ServedBy> {
+    let start = nodes.first()?;
+    for &i in &start.entries {
+        let ev = events.get(&i)?;
+        for l in ev.lineage_links().iter().filter(|l| l.kind == DEPLOYMENT) {
+            let node = nodes.iter().find(|n| n.reference() == *l)?;
+            let d = *node.entries.first()?;
+            let dep = events.get(&d)?;
+            if dep.action != Action::Deploy {
+                continue;
+            }
+            if let Some(mv) = dep.model_version() {
+                return Some(ServedBy {
+                    model_version: mv.to_string(),
+                    deployment: l.id.clone(),
+                    deploy_index: d,
+                    entry_index: i,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The latest `deploy` of a deployment before `before`: at most one entry,
+/// found by seeking back over its subject entries.
+fn latest_deploy(log: &Log, r: &Ref, before: u64) -> Result<Vec<u64>, Error> {
+    let mut before = before;
+    for _ in 0..MAX_PER_NODE {
+        let Some(i) = log.last_mention(&r.kind, &r.id, Role::Subject, before)? else {
+            break;
+        };
+        let ev = Event::from_canonical(&log.entry(i)?)
+            .map_err(|e| Error::Internal(format!("entry {i}: {e}")))?;
+        if ev.action == Action::Deploy {
+            return Ok(vec![i]);
+        }
+        before = i;
+    }
+    Ok(Vec::new())
+}
+
+/// The entries below `size` (the head, or the node's horizon) whose subject is `r`, in log order, at most
 /// [`MAX_PER_NODE`]; and whether there were more. One range read of the
 /// subject mentions, however many entries name `r` in `related`.
 fn subject_entries(log: &Log, r: &Ref, size: u64) -> Result<(Vec<u64>, bool), Error> {

@@ -84,6 +84,12 @@ pub fn render(b: &TraceBundle) -> String {
     };
     let mut out = String::new();
     tree.walk(&b.start, &mut out);
+    if let Some(sb) = &b.served_by {
+        out.push_str(&format!(
+            "served by model_version:{} (deploy #{} to deployment:{}, before #{})\n",
+            sb.model_version, sb.deploy_index, sb.deployment, sb.entry_index
+        ));
+    }
     for note in &b.notes {
         out.push_str(&format!("note: {note}\n"));
     }

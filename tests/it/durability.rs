@@ -68,7 +68,8 @@ async fn logged_access_changes_survive_sigkill_before_any_snapshot() {
     let ev = |action: &str, kind: &str, id: &str| {
         json!({"action": action, "actor": {"type": kind, "id": id},
                "timestamp": "2025-05-05T14:03:00Z",
-               "subject": {"type": "model_version", "id": "m:v1"}})
+               "subject": {"type": "model_version", "id": "m:v1"},
+               "metadata": {"kind": "tests", "passed": true}})
     };
     let (status, g) = grant(server.base.clone(), "user", "alice", "approver").await;
     assert_eq!(status, 201, "{g}");

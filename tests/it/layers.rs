@@ -75,10 +75,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "report",
+        &[
+            "audit", "client", "encoding", "registry", "tree", "verify", "wire",
+        ],
+    ),
+    (
         "cli",
         &[
-            "audit", "auditor", "client", "encoding", "fsutil", "note", "state", "store", "trace",
-            "verify", "wire",
+            "audit", "auditor", "client", "encoding", "fsutil", "note", "report", "state", "store",
+            "trace", "verify", "wire",
         ],
     ),
 ];

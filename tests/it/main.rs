@@ -13,6 +13,7 @@ mod hostile;
 mod http;
 mod interop;
 mod layers;
+mod models;
 mod properties;
 mod registry;
 mod scenario;

@@ -25,14 +25,14 @@ fn ev(action: &str, who: (&str, &str), version: &str, metadata: Value) -> Value 
 fn policy() -> Policy {
     Policy {
         staging: Gate {
-            min_approvals: 1,
+            min_human_approvals: Some(1),
             attestations: vec!["tests".into()],
-            allow_self_approval: false,
+            ..Gate::default()
         },
         production: Gate {
-            min_approvals: 2,
+            min_human_approvals: Some(2),
             attestations: vec!["tests".into(), "fairness".into()],
-            allow_self_approval: false,
+            ..Gate::default()
         },
     }
 }

@@ -12,7 +12,7 @@ async fn the_example_scenario_runs_end_to_end_twice() {
     let text = std::fs::read_to_string(policy_file).unwrap();
     let file: modeltrail::server::FileConfig = toml::from_str(&text).unwrap();
     let gates = file.registry.unwrap();
-    assert_eq!(gates.production.min_approvals, 2);
+    assert_eq!(gates.production.min_human_approvals, Some(2));
     let mut s = crate::common::start_with(|c| c.registry = gates.clone()).await;
     for _ in 0..2 {
         let tree = example::run(&s.base, &s.token, &s.vkey).await.unwrap();

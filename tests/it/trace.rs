@@ -43,7 +43,11 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prediction_traces_back_to_its_dataset_and_verifies_offline() {
-    let mut s = start().await;
+    // One principal plays every part here, so staging asks for no approval.
+    let mut s = start_with(|c| {
+        c.registry.staging.min_human_approvals = Some(0);
+    })
+    .await;
     post_ok(&s, ev("publish", ("dataset", "ds:2025-05-01"), &[])).await;
     post_ok(
         &s,
@@ -70,15 +74,13 @@ async fn a_prediction_traces_back_to_its_dataset_and_verifies_offline() {
     let mut promote = ev("promote", ("model_version", "fraud:v3"), &[]);
     promote["metadata"] = json!({"to_stage": "staging"});
     post_ok(&s, promote).await;
-    post_ok(
-        &s,
-        ev(
-            "deploy",
-            ("deployment", "fraud-prod"),
-            &[("model_version", "fraud:v3")],
-        ),
-    )
-    .await;
+    let mut deploy = ev(
+        "deploy",
+        ("deployment", "fraud-prod"),
+        &[("model_version", "fraud:v3")],
+    );
+    deploy["metadata"] = json!({"environment": "staging"});
+    post_ok(&s, deploy).await;
     for p in 0..5 {
         post_ok(
             &s,
@@ -231,9 +233,10 @@ async fn cycles_end_and_long_or_wide_traces_are_bounded() {
     assert_eq!(s.get_json("/v1/trace/prediction/none").await.0, 404);
     assert_eq!(s.get_json("/v1/trace/Prediction/x").await.0, 400);
 
-    // a → b → a: the walk ends and says so.
-    post_ok(&s, ev("link", ("node", "a"), &[("node", "b")])).await;
+    // a → b → a: the walk ends and says so. (Traces go back in time, so
+    // the cycle is b's link, then a's.)
     post_ok(&s, ev("link", ("node", "b"), &[("node", "a")])).await;
+    post_ok(&s, ev("link", ("node", "a"), &[("node", "b")])).await;
     let (status, b) = s.get_json("/v1/trace/node/a").await;
     assert_eq!(status, 200);
     let b: Bundle = serde_json::from_value(b).unwrap();
@@ -247,16 +250,18 @@ async fn cycles_end_and_long_or_wide_traces_are_bounded() {
 
     // A chain longer than the node bound, and a node wider than the
     // per-node bound: both truncated, both still verify.
+    // The chain is logged from its far end, so each link points back in
+    // time.
     let n_chain = MAX_NODES + 4;
-    let mut tasks = Vec::new();
-    for i in 0..n_chain {
+    for i in (0..n_chain).rev() {
         let e = ev(
             "link",
             ("chain", &format!("c{i}")),
             &[("chain", &format!("c{}", i + 1))],
         );
-        tasks.push(e);
+        post_ok(&s, e).await;
     }
+    let mut tasks = Vec::new();
     for i in 0..MAX_PER_NODE + 3 {
         tasks.push(ev("touch", ("wide", "w"), &[("leaf", &format!("l{i}"))]));
     }
