@@ -335,3 +335,140 @@ pub fn verify_report(policy: &Policy, report: &Path) -> Result<String, AuditErro
         r.tree_size
     ))
 }
+
+/// A digest given as `sha256:<hex>` or `<hex>`, checked.
+pub fn digest_arg(s: &str) -> Result<String, Failure> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    crate::artifacts::parse_digest(hex)
+        .map(|_| hex.to_string())
+        .ok_or_else(|| {
+            Failure::Malformed(format!("{s:?} is not a sha256 digest (64 lowercase hex)"))
+        })
+}
+
+/// SHA-256 of a file, read in chunks; `progress(done, total)`.
+pub fn sha256_file(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<(String, u64), Failure> {
+    use sha2::{Digest, Sha256};
+    let bad = |e: std::io::Error| Failure::Malformed(format!("{}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(bad)?;
+    let total = f.metadata().map_err(bad)?.len();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(bad)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        progress(done, total);
+    }
+    Ok((hex::encode(hasher.finalize()), done))
+}
+
+fn fetch_error(e: ClientError) -> AuditError {
+    if e.is_client_error() {
+        AuditError::from(Failure::Malformed(e.to_string()))
+    } else {
+        AuditError::Fetch(e)
+    }
+}
+
+/// Told `(phase, done, total)` as a transfer goes.
+pub type Progress = std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
+/// `artifact put`: hash the file, then upload it under its digest.
+pub async fn artifact_put(
+    client: &Client,
+    path: &Path,
+    progress: Progress,
+) -> Result<wire::ArtifactStored, AuditError> {
+    let p = progress.clone();
+    let path2 = path.to_path_buf();
+    let (digest, size) = tokio::task::spawn_blocking(move || {
+        sha256_file(&path2, &|done, total| p("hashing", done, total))
+    })
+    .await
+    .map_err(|e| Failure::Malformed(e.to_string()))??;
+    let p = progress.clone();
+    let (_, stored) = client
+        .put_artifact(&digest, path, move |sent| p("uploading", sent, size))
+        .await
+        .map_err(fetch_error)?;
+    if stored.digest != format!("sha256:{digest}") || stored.size != size {
+        return Err(Failure::Invalid(format!(
+            "the server stored {} ({} bytes), not sha256:{digest} ({size} bytes)",
+            stored.digest, stored.size
+        ))
+        .into());
+    }
+    Ok(stored)
+}
+
+/// `artifact get`: download into a temporary file beside `out`, hashing as
+/// it comes; only bytes that hash to `digest` become `out`.
+pub async fn artifact_get(
+    client: &Client,
+    digest: &str,
+    out: &Path,
+    progress: &(dyn Fn(u64, Option<u64>) + Send + Sync),
+) -> Result<u64, AuditError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.part-{}",
+        out.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
+        uuid::Uuid::now_v7()
+    ));
+    let bad = |e: std::io::Error| Failure::Malformed(format!("{}: {e}", tmp.display()));
+    let mut f = std::fs::File::create(&tmp).map_err(bad)?;
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    let total = std::cell::Cell::new(None);
+    let got = client
+        .get_artifact(
+            digest,
+            |n| total.set(n),
+            |chunk| {
+                hasher.update(chunk);
+                done += chunk.len() as u64;
+                progress(done, total.get());
+                f.write_all(chunk)
+            },
+        )
+        .await;
+    let finish = || -> Result<(), AuditError> {
+        let n = got.map_err(fetch_error)?;
+        let actual = hex::encode(hasher.clone().finalize());
+        if actual != digest {
+            return Err(Failure::Invalid(format!(
+                "the server sent {n} bytes hashing to sha256:{actual}, not sha256:{digest}"
+            ))
+            .into());
+        }
+        f.sync_all().map_err(bad)?;
+        std::fs::rename(&tmp, out).map_err(bad)?;
+        fsutil::sync_dir_of(out).map_err(|e| Failure::Malformed(e.to_string()))?;
+        Ok(())
+    };
+    let r = finish();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map(|_| done)
+}
+
+/// `reconcile`: ask the server to re-hash every artifact its registry
+/// names; the report, and whether it found a problem.
+pub async fn reconcile(client: &Client) -> Result<(wire::ReconcileReport, bool), AuditError> {
+    let r = client.reconcile().await.map_err(fetch_error)?;
+    let clean = r.missing.is_empty() && r.mismatched.is_empty();
+    Ok((r, clean))
+}

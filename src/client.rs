@@ -140,6 +140,103 @@ impl Client {
         Ok((status, receipt))
     }
 
+    /// A client for transfers of any length: no overall time limit, but
+    /// a connection that stays silent for a minute fails.
+    fn transfer_client() -> Result<reqwest::Client, ClientError> {
+        Ok(reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .build()?)
+    }
+
+    /// PUT the file at `path` as the artifact `digest` (lowercase hex),
+    /// streaming it; `sent` is told how many bytes have gone so far.
+    pub async fn put_artifact(
+        &self,
+        digest: &str,
+        path: &std::path::Path,
+        sent: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<(u16, wire::ArtifactStored), ClientError> {
+        use futures_util::StreamExt;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Decode(format!("{}: {e}", path.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| ClientError::Decode(format!("{}: {e}", path.display())))?
+            .len();
+        let mut total = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |c| {
+            if let Ok(c) = &c {
+                total += c.len() as u64;
+                sent(total);
+            }
+            c
+        });
+        let mut req = Self::transfer_client()?
+            .put(format!("{}/v1/artifacts/sha256/{digest}", self.base))
+            .header("content-type", "application/octet-stream")
+            .header("content-length", len)
+            .body(reqwest::Body::wrap_stream(stream));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = read_limited(resp, MAX_RECEIPT, "/v1/artifacts").await?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, &body));
+        }
+        let stored = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Decode(format!("artifact: {e}")))?;
+        Ok((status, stored))
+    }
+
+    /// GET the artifact `digest`, handing each chunk to `sink` as it comes;
+    /// `size` is told the length once the answer starts. Unverified: the
+    /// caller hashes what it received.
+    pub async fn get_artifact(
+        &self,
+        digest: &str,
+        size: impl FnOnce(Option<u64>),
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, ClientError> {
+        let mut req =
+            Self::transfer_client()?.get(format!("{}/v1/artifacts/sha256/{digest}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = read_limited(resp, MAX_RECEIPT, "/v1/artifacts").await?;
+            return Err(status_error(status, &body));
+        }
+        size(resp.content_length());
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await? {
+            n += chunk.len() as u64;
+            sink(&chunk).map_err(|e| ClientError::Decode(format!("writing: {e}")))?;
+        }
+        Ok(n)
+    }
+
+    /// POST `/v1/admin/reconcile` and read the report.
+    pub async fn reconcile(&self) -> Result<wire::ReconcileReport, ClientError> {
+        let mut req = Self::transfer_client()?.post(format!("{}/v1/admin/reconcile", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = read_limited(resp, MAX_RESPONSE, "/v1/admin/reconcile").await?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("report: {e}")))
+    }
+
     /// GET a path below the base URL.
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         self.get_bytes_limited(path, limit_for(path)).await

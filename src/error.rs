@@ -48,6 +48,12 @@ pub enum Error {
     /// 503: shutting down, or recovering from a storage failure.
     #[error("{0}")]
     Unavailable(String),
+    /// 416: a `Range` outside the resource of `size` bytes.
+    #[error("{message}")]
+    RangeNotSatisfiable { size: u64, message: String },
+    /// 507: no space to store the upload (nothing was stored).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 500: details are logged server-side only.
     #[error("internal error")]
     Internal(String),

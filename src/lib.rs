@@ -7,13 +7,15 @@
 //!
 //! - pure core: [`encoding`], [`tree`], [`note`], [`tiles`], [`audit`],
 //!   [`access`], [`registry`], [`wire`];
-//! - storage and the sequencer: [`store`], [`log`], [`state`];
+//! - storage and the sequencer: [`store`], [`log`], [`state`], and the
+//!   artifact blobs ([`artifacts`]);
 //! - the service: [`ledger`], [`trace`], [`api`], [`server`], [`witness`];
 //! - verification and clients: [`verify`], [`client`], [`auditor`],
 //!   [`monitor`], [`report`], [`cli`].
 
 pub mod access;
 pub mod api;
+pub mod artifacts;
 pub mod audit;
 pub mod auditor;
 pub mod cli;

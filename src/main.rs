@@ -82,6 +82,20 @@ enum Cmd {
         #[command(subcommand)]
         what: SignCmd,
     },
+    /// Content-addressed artifacts: upload a file under its SHA-256, or
+    /// download one and check it. Exit 0 done, 1 the bytes do not match
+    /// the digest, 2 bad input, 3 could not reach the server.
+    Artifact {
+        #[command(subcommand)]
+        what: ArtifactCmd,
+    },
+    /// Ask the server to re-hash every artifact its registry names, log a
+    /// `reconcile` event and print the report (JSON). Exit 0 clean, 1
+    /// missing or mismatched blobs, 2 refused, 3 unreachable.
+    Reconcile {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Auditor reports, each verified before it is written. Exit 0
     /// written, 1 fails verification, 2 bad input or unknown version, 3
     /// could not reach the server.
@@ -89,6 +103,126 @@ enum Cmd {
         #[command(subcommand)]
         what: ReportCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ArtifactCmd {
+    /// Upload FILE (submitter role); prints its digest.
+    Put {
+        #[command(flatten)]
+        conn: ConnArgs,
+        file: PathBuf,
+    },
+    /// Download DIGEST (sha256:<hex> or <hex>) into FILE, keeping it only
+    /// if it hashes to DIGEST.
+    Get {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        digest: String,
+    },
+}
+
+/// Where the server is and the token to use.
+#[derive(Args, Clone)]
+struct ConnArgs {
+    /// Server base URL.
+    #[arg(
+        long,
+        env = "MODELTRAIL_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Bearer token (default: read from --token-file).
+    #[arg(long, env = "MODELTRAIL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, default_value = "modeltrail-data/admin.token")]
+    token_file: PathBuf,
+}
+
+impl ConnArgs {
+    fn client(&self) -> Result<Client, AuditError> {
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string(&self.token_file)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| {
+                    modeltrail::verify::Failure::Malformed(format!(
+                        "no --token given and {}: {e}",
+                        self.token_file.display()
+                    ))
+                })?,
+        };
+        Ok(Client::new(&self.server, Some(token))?)
+    }
+}
+
+fn bar(template: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(0);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Run an artifact command, print its result, and give the exit code.
+fn artifact(rt: &tokio::runtime::Runtime, what: ArtifactCmd) -> ExitCode {
+    let r: Result<String, AuditError> = match what {
+        ArtifactCmd::Put { conn, file } => rt.block_on(async {
+            let client = conn.client()?;
+            let b = bar("{msg:10} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}");
+            let b2 = b.clone();
+            let progress = std::sync::Arc::new(move |what: &str, done: u64, total: u64| {
+                b2.set_message(what.to_string());
+                b2.set_length(total);
+                b2.set_position(done);
+            });
+            let r = cli::artifact_put(&client, &file, progress).await;
+            b.finish_and_clear();
+            let stored = r?;
+            Ok(format!(
+                "{} ({} bytes, {})",
+                stored.digest,
+                stored.size,
+                if stored.created {
+                    "stored"
+                } else {
+                    "already stored"
+                }
+            ))
+        }),
+        ArtifactCmd::Get { conn, out, digest } => rt.block_on(async {
+            let digest = cli::digest_arg(&digest)?;
+            let client = conn.client()?;
+            let b = bar("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}");
+            let progress = |done: u64, total: Option<u64>| {
+                if let Some(t) = total {
+                    b.set_length(t);
+                }
+                b.set_position(done);
+            };
+            let r = cli::artifact_get(&client, &digest, &out, &progress).await;
+            b.finish_and_clear();
+            Ok(format!(
+                "sha256:{digest}: {} bytes, verified, in {}",
+                r?,
+                out.display()
+            ))
+        }),
+    };
+    match r {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("FAIL: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -291,19 +425,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct SubmitArgs {
-    /// Server base URL.
-    #[arg(
-        long,
-        env = "MODELTRAIL_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
-    /// Bearer token (default: read from --token-file).
-    #[arg(long, env = "MODELTRAIL_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// File holding the bearer token.
-    #[arg(long, default_value = "modeltrail-data/admin.token")]
-    token_file: PathBuf,
+    #[command(flatten)]
+    conn: ConnArgs,
     /// Also write the c2sp tlog-proof receipt to this file.
     #[arg(long)]
     proof_out: Option<PathBuf>,
@@ -348,6 +471,27 @@ fn main() -> ExitCode {
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
         Cmd::Reindex { data_dir } => return reindex(&data_dir),
+        Cmd::Artifact { what } => return artifact(&rt, what),
+        Cmd::Reconcile { conn } => {
+            let r = rt.block_on(async { cli::reconcile(&conn.client()?).await });
+            return match r {
+                Ok((report, clean)) => {
+                    match serde_json::to_string_pretty(&report) {
+                        Ok(t) => println!("{t}"),
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                    if clean {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("FAIL: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            };
+        }
         Cmd::Report {
             what:
                 ReportCmd::ApprovalChain {
@@ -535,13 +679,7 @@ fn sign(what: SignCmd) -> Result<(), Failed> {
 
 async fn submit(a: SubmitArgs) -> Result<(), Failed> {
     let body = cli::read_input(&a.file)?;
-    let token = match a.token {
-        Some(t) => t,
-        None => std::fs::read_to_string(&a.token_file)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| format!("no --token given and {}: {e}", a.token_file.display()))?,
-    };
-    let client = Client::new(&a.server, Some(token))?;
+    let client = a.conn.client().map_err(|e| e.to_string())?;
     let receipt = cli::submit(
         &client,
         body,

@@ -37,6 +37,43 @@ pub struct FileConfig {
     pub witnessing: Option<FileWitnessing>,
     /// `[registry.staging]`, `[registry.production]`: the promotion gates.
     pub registry: Option<crate::registry::Policy>,
+    /// `[artifacts]`: the blob store and its reconciliation.
+    #[serde(default)]
+    pub artifacts: FileArtifacts,
+    /// `[read]`: who may read.
+    #[serde(default)]
+    pub read: FileRead,
+}
+
+/// `[read]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRead {
+    /// Reads need a token of any role, except `/checkpoint`, tiles and
+    /// `/healthz` (default false: a public log).
+    #[serde(default)]
+    pub require_token: bool,
+}
+
+/// `[artifacts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileArtifacts {
+    /// Largest blob accepted, in MiB (default 65536: 64 GiB).
+    pub max_blob_mb: Option<u64>,
+    /// Seconds between two reconciliations by the server (none if unset).
+    pub reconcile_interval_secs: Option<u64>,
+    /// A URL posted the reconciliation report (JSON) when it finds a
+    /// missing or mismatched blob.
+    pub webhook: Option<String>,
+}
+
+/// The artifact store's settings.
+#[derive(Debug, Clone)]
+pub struct ArtifactConfig {
+    pub max_blob_bytes: u64,
+    pub reconcile_interval: Option<Duration>,
+    pub webhook: Option<String>,
 }
 
 /// `[witnessing]`: the witnesses asked to cosign each new checkpoint.
@@ -125,6 +162,9 @@ pub struct ServerConfig {
     pub registry: crate::registry::Policy,
     pub snapshots: SnapshotPolicy,
     pub connections: ConnLimits,
+    pub artifacts: ArtifactConfig,
+    /// Reads (but the checkpoint, tiles and health) need a token.
+    pub private_reads: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +275,20 @@ impl ServerConfig {
             witnessing,
             witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
             registry: file.registry.unwrap_or_default(),
+            private_reads: file.read.require_token,
+            artifacts: ArtifactConfig {
+                max_blob_bytes: file
+                    .artifacts
+                    .max_blob_mb
+                    .map(|m| m.saturating_mul(1 << 20))
+                    .unwrap_or(crate::artifacts::DEFAULT_MAX_BLOB),
+                reconcile_interval: file
+                    .artifacts
+                    .reconcile_interval_secs
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs),
+                webhook: file.artifacts.webhook.clone(),
+            },
             snapshots: SnapshotPolicy {
                 interval: Duration::from_secs(l.snapshot_interval_secs.unwrap_or(10).max(1)),
             },
@@ -251,6 +305,16 @@ impl ServerConfig {
             },
         };
         cfg.registry.validate().map_err(ServerError::Config)?;
+        if let Some(w) = &cfg.artifacts.webhook {
+            match reqwest::Url::parse(w) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(ServerError::Config(format!(
+                        "artifacts.webhook: {w:?} is not an http(s) URL"
+                    )))
+                }
+            }
+        }
         let c = &cfg.connections;
         if c.max_connections == 0 || c.header_timeout.is_zero() || c.idle_timeout.is_zero() {
             return Err(ServerError::Config(
@@ -360,6 +424,7 @@ pub struct Running {
     collector: Option<Collector>,
     snapshots: SnapshotPolicy,
     snapshotter: tokio::task::JoinHandle<()>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -375,6 +440,10 @@ impl Running {
         }
         self.snapshotter.abort();
         let _ = self.snapshotter.await;
+        if let Some(r) = self.reconciler {
+            r.abort();
+            let _ = r.await;
+        }
         // A last snapshot, so the next start folds nothing.
         if let Err(e) = self.ledger.snapshot(self.snapshots, true).await {
             tracing::warn!(error = %e, "could not store the derived state at shutdown");
@@ -445,7 +514,14 @@ pub async fn start_on(
         .await
         .map_err(|e| ServerError::Config(format!("loading the derived state: {e}")))??
     };
-    let ledger = Arc::new(ledger);
+    let blobs = Arc::new(
+        crate::artifacts::Blobs::open(
+            &cfg.data_dir.join("artifacts"),
+            cfg.artifacts.max_blob_bytes,
+        )
+        .map_err(|e| ServerError::Config(format!("the artifact store: {e}")))?,
+    );
+    let ledger = Arc::new(ledger.with_blobs(blobs.clone()));
     let mut state = AppState::new(
         ledger.clone(),
         ApiLimits {
@@ -456,6 +532,9 @@ pub async fn start_on(
             witness_wait: cfg.witness_wait,
         },
     );
+    state = state
+        .with_blobs(blobs, cfg.artifacts.webhook.clone())
+        .with_private_reads(cfg.private_reads);
     let collector = match &cfg.witnessing {
         Some(w) => {
             let c = Collector::start(log.clone(), w.clone())
@@ -496,6 +575,23 @@ pub async fn start_on(
             }
         })
     };
+    let reconciler = cfg.artifacts.reconcile_interval.map(|every| {
+        let (ledger, webhook) = (ledger.clone(), cfg.artifacts.webhook.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match api::run_reconcile(&ledger, webhook.as_deref()).await {
+                    Ok(r) if r.missing.is_empty() && r.mismatched.is_empty() => {}
+                    Ok(r) => tracing::warn!(
+                        missing = r.missing.len(),
+                        mismatched = r.mismatched.len(),
+                        "reconciliation found artifacts that are missing or do not re-hash"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+                }
+            }
+        })
+    });
     Ok(Running {
         addr,
         log,
@@ -503,6 +599,7 @@ pub async fn start_on(
         collector,
         snapshots,
         snapshotter,
+        reconciler,
         shutdown: tx,
         task,
     })

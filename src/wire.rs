@@ -282,6 +282,40 @@ pub struct VersionSummary {
     pub deployments: Vec<u64>,
 }
 
+/// `PUT /v1/artifacts/sha256/{digest}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArtifactStored {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub size: u64,
+    /// False when the same bytes were already stored.
+    pub created: bool,
+}
+
+/// `POST /v1/admin/reconcile` and `modeltrail reconcile`: every blob the
+/// registry's events name, re-hashed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// The log size whose events were read.
+    pub tree_size: u64,
+    pub checked: u64,
+    pub missing: Vec<BlobProblem>,
+    pub mismatched: Vec<BlobProblem>,
+    /// The index of the logged `reconcile` event.
+    pub reconcile_index: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlobProblem {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// What the stored blob hashes to, when it is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+    /// The log indexes of the events that name it.
+    pub events: Vec<u64>,
+}
+
 /// The approval chain report's format name.
 pub const APPROVAL_CHAIN_FORMAT: &str = "modeltrail-approval-chain/v1";
 

@@ -34,6 +34,10 @@ impl ApiError {
             Error::Refused { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
             Error::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::RangeNotSatisfiable { .. } => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            Error::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "no_space"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -58,6 +62,11 @@ impl IntoResponse for ApiError {
         match self.0 {
             Error::Overloaded | Error::Unavailable(_) => {
                 h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            Error::RangeNotSatisfiable { size, .. } => {
+                if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
             }
             Error::Unauthorized => {
                 h.insert(

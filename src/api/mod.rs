@@ -13,12 +13,14 @@
 //! ledger, the access and registry modules; storage is behind the log.
 
 mod admin;
+mod artifacts;
 mod error;
 mod events;
 pub mod extract;
 mod log;
 mod registry;
 
+pub use artifacts::run_reconcile;
 pub use error::ApiError;
 
 use crate::error::Error;
@@ -78,6 +80,13 @@ pub struct AppState {
     witnessed: Option<watch::Receiver<Arc<Head>>>,
     appends: Arc<Semaphore>,
     heavy: Arc<Semaphore>,
+    /// The artifact store, when the server keeps one.
+    blobs: Option<Arc<crate::artifacts::Blobs>>,
+    /// Where reconciliation reports with problems are posted.
+    webhook: Option<String>,
+    /// Whether reads other than the checkpoint, tiles and health need a
+    /// token (of any role).
+    private_reads: bool,
 }
 
 impl AppState {
@@ -89,7 +98,28 @@ impl AppState {
             heavy: Arc::new(Semaphore::new(limits.max_heavy_reads.max(1))),
             limits,
             witnessed: None,
+            blobs: None,
+            webhook: None,
+            private_reads: false,
         }
+    }
+
+    /// Require a token for every read but `/checkpoint`, tiles and
+    /// `/healthz` (which witnesses, monitors and load balancers use).
+    pub fn with_private_reads(mut self, private: bool) -> Self {
+        self.private_reads = private;
+        self
+    }
+
+    /// Serve and accept artifacts from this store.
+    pub fn with_blobs(
+        mut self,
+        blobs: Arc<crate::artifacts::Blobs>,
+        webhook: Option<String>,
+    ) -> Self {
+        self.blobs = Some(blobs);
+        self.webhook = webhook;
+        self
     }
 
     /// A slot for an append, or 503 at once.
@@ -139,8 +169,34 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
         .ok_or(Error::Unauthorized)
 }
 
+/// Paths anyone may read, even when reads are private.
+fn always_public(path: &str) -> bool {
+    path == "/checkpoint" || path == "/healthz" || path.starts_with("/tile/")
+}
+
+/// With private reads, a GET or HEAD needs a valid token (any role).
+async fn read_gate(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    if st.private_reads && read && !always_public(req.uri().path()) {
+        let token = match bearer(req.headers()) {
+            Ok(t) => t.to_string(),
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        if let Err(e) = st.ledger.authenticate(&token).await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    next.run(req).await
+}
+
 pub fn router(state: AppState) -> Router {
     let timeout = state.limits.request_timeout;
+    let gate = state.clone();
     Router::new()
         // log and proofs
         .route("/checkpoint", get(log::checkpoint))
@@ -183,6 +239,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
         .method_not_allowed_fallback(|| async { ApiError::from(Error::MethodNotAllowed) })
         .layer(axum::middleware::from_fn_with_state(timeout, time_limit))
+        // Transfers of any size and re-hashing them: no request time limit
+        // (connections that go silent are still cut off).
+        .route("/v1/admin/reconcile", post(artifacts::reconcile))
+        .route(
+            "/v1/artifacts/sha256/{digest}",
+            get(artifacts::download)
+                .head(artifacts::head)
+                .put(artifacts::upload),
+        )
+        .layer(axum::middleware::from_fn_with_state(gate, read_gate))
         .with_state(state)
 }
 

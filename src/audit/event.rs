@@ -133,6 +133,11 @@ impl Event {
     }
 
     /// True if the event carries `integrity.signature`.
+    /// `integrity.artifact_sha256`, if the event carries one.
+    pub fn artifact_sha256(&self) -> Option<&str> {
+        self.integrity.as_ref()?.artifact_sha256.as_deref()
+    }
+
     pub fn is_signed(&self) -> bool {
         self.integrity
             .as_ref()

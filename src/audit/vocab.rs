@@ -205,11 +205,15 @@ pub enum Action {
     GrantAccess,
     RevokeAccess,
     RegisterKey,
+    /// The server served an artifact to a principal.
+    Access,
+    /// The server re-hashed the artifacts events reference.
+    Reconcile,
     Other(String),
 }
 
 impl Action {
-    const NAMED: [Action; 13] = [
+    const NAMED: [Action; 15] = [
         Action::Register,
         Action::Attest,
         Action::Approve,
@@ -223,6 +227,8 @@ impl Action {
         Action::GrantAccess,
         Action::RevokeAccess,
         Action::RegisterKey,
+        Action::Access,
+        Action::Reconcile,
     ];
 
     /// Any action name; the caller has checked its syntax.
@@ -249,6 +255,8 @@ impl Action {
             Action::GrantAccess => "grant_access",
             Action::RevokeAccess => "revoke_access",
             Action::RegisterKey => "register_key",
+            Action::Access => "access",
+            Action::Reconcile => "reconcile",
             Action::Other(s) => s,
         }
     }
@@ -265,7 +273,9 @@ impl Action {
             | Action::Deny
             | Action::GrantAccess
             | Action::RevokeAccess
-            | Action::RegisterKey => None,
+            | Action::RegisterKey
+            | Action::Access
+            | Action::Reconcile => None,
             Action::Register | Action::Attest | Action::Other(_) => Some(Role::Submitter),
         }
     }
@@ -279,7 +289,7 @@ impl Action {
     pub fn fold(&self) -> Fold {
         match self {
             Action::GrantAccess | Action::RevokeAccess | Action::RegisterKey => Fold::Access,
-            Action::Other(_) => Fold::None,
+            Action::Other(_) | Action::Access | Action::Reconcile => Fold::None,
             _ => Fold::Registry,
         }
     }

@@ -29,12 +29,13 @@
 //! entries before its next use, with the same fold that runs at start.
 
 use crate::access::{AccessState, Caller, NewToken, RegisteredKey, TokenRecord};
+use crate::artifacts::{Blobs, Rehash};
 use crate::audit::event::now_rfc3339;
-use crate::audit::vocab::{Action, Principal};
+use crate::audit::vocab::{Action, Principal, Ref};
 use crate::audit::{Event, Fold, Prepared, Record};
 use crate::error::Error;
 use crate::log::{Log, Receipt};
-use crate::registry::{self, Policy, Refusal};
+use crate::registry::{self, ArtifactCheck, Policy, Refusal};
 use crate::state::{self, Snapshot, StateError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +93,20 @@ pub struct Ledger {
     registry: Mutex<Tracked<registry::State>>,
     /// The tree size of the last snapshot written, and when.
     saved: std::sync::Mutex<(u64, Instant)>,
+    /// The artifact store promotions are checked against, if any.
+    blobs: Option<Arc<Blobs>>,
+}
+
+/// What `reconcile` found: every digest registry events name, re-hashed.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// The tree size whose events were read.
+    pub tree_size: u64,
+    pub checked: u64,
+    /// `(digest, events naming it, what the store said)` for each problem.
+    pub problems: Vec<(String, Vec<u64>, Rehash)>,
+    /// The logged `reconcile` event.
+    pub receipt: Receipt,
 }
 
 fn tracked<S>(state: S, indexed: u64) -> Tracked<S> {
@@ -114,7 +129,97 @@ impl Ledger {
             access: RwLock::new(tracked(snap.access, size)),
             registry: Mutex::new(tracked(snap.registry, size)),
             saved: std::sync::Mutex::new((u64::MAX, Instant::now())),
+            blobs: None,
             log,
+        })
+    }
+
+    /// Check promotions against this artifact store.
+    pub fn with_blobs(mut self, blobs: Arc<Blobs>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// What the store says about a blob (re-hashed off the async workers).
+    async fn check_blob(&self, digest: &str) -> Result<ArtifactCheck, Error> {
+        let Some(blobs) = self.blobs.clone() else {
+            return Ok(ArtifactCheck::Missing);
+        };
+        let d = digest.to_string();
+        let r = tokio::task::spawn_blocking(move || blobs.rehash(&d))
+            .await
+            .map_err(|e| Error::Internal(format!("re-hash task: {e}")))?
+            .map_err(|e| Error::Internal(format!("re-hashing {digest}: {e}")))?;
+        Ok(match r {
+            Rehash::Ok { .. } => ArtifactCheck::Verified,
+            Rehash::Missing => ArtifactCheck::Missing,
+            Rehash::Mismatch { actual } => ArtifactCheck::Mismatch { actual },
+        })
+    }
+
+    /// Log that `caller` was served an artifact (before it is served).
+    pub async fn record_access(
+        &self,
+        caller: &Caller,
+        digest: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Receipt, Error> {
+        let mut r = Record::new(
+            Action::Access,
+            Ref::new("artifact", format!("sha256:{digest}")),
+        )
+        .meta(
+            "viewer",
+            serde_json::json!({"type": caller.principal.kind, "id": caller.principal.id}),
+        );
+        if let Some((a, b)) = range {
+            r = r.meta("range", format!("bytes={a}-{b}"));
+        }
+        self.log.append(server_event(&r)?).await
+    }
+
+    /// Re-hash every blob that registry events name (registrations and
+    /// deployments), then log a `reconcile` event with the counts and the
+    /// tree size covered.
+    pub async fn reconcile(&self) -> Result<Reconciled, Error> {
+        let (named, tree_size) = {
+            let mut reg = self.registry.lock().await;
+            self.catch_up(&mut reg, Fold::Registry).await?;
+            let mut named: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+            for v in reg.state.versions.values() {
+                if let (Some(d), Some(r)) = (&v.artifact_sha256, &v.registered) {
+                    named.entry(d.clone()).or_default().push(r.index);
+                }
+                for dep in &v.deployments {
+                    if let Some(d) = &dep.artifact_sha256 {
+                        named.entry(d.clone()).or_default().push(dep.index);
+                    }
+                }
+            }
+            (named, reg.indexed.max(self.log.head().size))
+        };
+        let mut problems = Vec::new();
+        for (digest, mut events) in named.iter().map(|(d, e)| (d.clone(), e.clone())) {
+            events.sort_unstable();
+            let r = match self.check_blob(&digest).await? {
+                ArtifactCheck::Verified => continue,
+                ArtifactCheck::Missing => Rehash::Missing,
+                ArtifactCheck::Mismatch { actual } => Rehash::Mismatch { actual },
+            };
+            problems.push((digest, events, r));
+        }
+        let missing = problems.iter().filter(|p| p.2 == Rehash::Missing).count();
+        let rec = Record::new(Action::Reconcile, Ref::new("artifact_store", "local"))
+            .meta("checked", named.len() as u64)
+            .meta("missing", missing as u64)
+            .meta("mismatched", (problems.len() - missing) as u64)
+            .meta("tree_size", tree_size);
+        let receipt = self.log.append(server_event(&rec)?).await?;
+        Ok(Reconciled {
+            tree_size,
+            checked: named.len() as u64,
+            problems,
+            receipt,
         })
     }
 
@@ -155,7 +260,23 @@ impl Ledger {
         if p.client_id && self.log.find_event(p.event_id().as_bytes())?.is_some() {
             return Ok(Submitted::Accepted(self.log.append(p).await?));
         }
-        match reg.state.check(&p.event, &self.policy) {
+        // Artifacts checked on use: re-hash the version's blob without
+        // holding the registry (a blob can be large). Its digest is fixed
+        // at registration, so what the store said still holds.
+        let artifact = match reg.state.artifact_to_check(&p.event, &self.policy) {
+            Some(digest) => {
+                drop(reg);
+                let a = self.check_blob(&digest).await?;
+                reg = self.registry.lock().await;
+                self.catch_up(&mut reg, Fold::Registry).await?;
+                Some(a)
+            }
+            None => None,
+        };
+        match reg
+            .state
+            .check_with(&p.event, &self.policy, artifact.as_ref())
+        {
             Err(Refusal::Malformed(m)) => Err(Error::bad("invalid_event", m)),
             Err(Refusal::Denied(reasons)) => {
                 let deny = Record::new(Action::Deny, p.event.subject.clone())

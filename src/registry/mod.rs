@@ -66,6 +66,21 @@ pub struct Deployment {
     pub by: String,
     pub index: u64,
     pub environment: String,
+    /// The artifact digest the deployment names, if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_sha256: Option<String>,
+}
+
+/// What the artifact store says about a version's registered blob, for
+/// the promotion check (the ledger asks the store; this module decides).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArtifactCheck {
+    /// The blob re-hashes to the registered digest.
+    Verified,
+    Missing,
+    Mismatch {
+        actual: String,
+    },
 }
 
 /// SageMaker's approval vocabulary, derived from the log and the gate of
@@ -82,6 +97,9 @@ pub enum ApprovalStatus {
 pub struct Version {
     pub id: String,
     pub registered: Option<Mark>,
+    /// The artifact digest registered with the version, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_sha256: Option<String>,
     /// `none`, `staging`, `production` or `archived`.
     pub stage: String,
     pub stages: Vec<StageChange>,
@@ -261,6 +279,33 @@ fn to_stage(ev: &Event) -> Result<Stage, Refusal> {
     }
 }
 
+/// What a promotion's artifact check leaves unmet.
+fn artifact_unmet(v: &Version, policy: &Policy, artifact: Option<&ArtifactCheck>) -> Vec<String> {
+    if !policy.checks_artifacts() {
+        return Vec::new();
+    }
+    let Some(digest) = &v.artifact_sha256 else {
+        return vec![format!(
+            "{} was registered without an artifact digest",
+            v.id
+        )];
+    };
+    match artifact {
+        Some(ArtifactCheck::Verified) => Vec::new(),
+        Some(ArtifactCheck::Missing) => {
+            vec![format!(
+                "artifact {digest} of {} is not in the artifact store",
+                v.id
+            )]
+        }
+        Some(ArtifactCheck::Mismatch { actual }) => vec![format!(
+            "artifact {digest} of {} does not re-hash: the stored blob hashes to {actual}",
+            v.id
+        )],
+        None => vec![format!("artifact {digest} of {} was not checked", v.id)],
+    }
+}
+
 /// The environment of a `deploy` event (`production` when not given).
 pub fn environment(ev: &Event) -> String {
     ev.meta_str("environment")
@@ -279,7 +324,32 @@ impl State {
     }
 
     /// May this event be appended now? Every unmet requirement is listed.
+    /// (Promotions with artifacts checked on use go through
+    /// [`State::check_with`] and what the store said.)
     pub fn check(&self, ev: &Event, policy: &Policy) -> Result<(), Refusal> {
+        self.check_with(ev, policy, None)
+    }
+
+    /// The registered artifact digest of the version an event is about,
+    /// when a promotion of it must have its blob checked first.
+    pub fn artifact_to_check(&self, ev: &Event, policy: &Policy) -> Option<String> {
+        if !policy.checks_artifacts() || !matches!(ev.action, Action::Promote | Action::Rollback) {
+            return None;
+        }
+        self.versions
+            .get(ev.model_version()?)?
+            .artifact_sha256
+            .clone()
+    }
+
+    /// [`State::check`], with what the artifact store said about the
+    /// version's blob (`None`: not looked at).
+    pub fn check_with(
+        &self,
+        ev: &Event,
+        policy: &Policy,
+        artifact: Option<&ArtifactCheck>,
+    ) -> Result<(), Refusal> {
         if ev.fold() != Fold::Registry {
             return Ok(());
         }
@@ -310,6 +380,9 @@ impl State {
                 }
                 if registered {
                     unmet.push(format!("model version {id} is already registered"));
+                }
+                if policy.requires_artifact("register") && ev.artifact_sha256().is_none() {
+                    unmet.push(format!("registering {id} needs integrity.artifact_sha256"));
                 }
             }
             Action::Approve => {
@@ -350,6 +423,7 @@ impl State {
                         unmet.push(format!("{id} is already in {to}"));
                     }
                     unmet.extend(v.unmet(to, policy));
+                    unmet.extend(artifact_unmet(v, policy, artifact));
                 }
             }
             Action::Rollback => {
@@ -369,6 +443,7 @@ impl State {
                             ));
                         }
                     }
+                    unmet.extend(artifact_unmet(v, policy, artifact));
                     let gate = &policy.production;
                     for kind in &gate.attestations {
                         if let Some(a) = v.counted_attestation(gate, kind) {
@@ -384,7 +459,19 @@ impl State {
             }
             Action::Deploy => {
                 need_registered(&mut unmet);
+                if policy.requires_artifact("deploy") && ev.artifact_sha256().is_none() {
+                    unmet.push(format!("deploying {id} needs integrity.artifact_sha256"));
+                }
                 if let Some(v) = v {
+                    if let (Some(named), Some(registered)) =
+                        (ev.artifact_sha256(), v.artifact_sha256.as_deref())
+                    {
+                        if named != registered {
+                            unmet.push(format!(
+                                "the deployment names artifact {named} but {id} was registered with {registered}"
+                            ));
+                        }
+                    }
                     let env = environment(ev);
                     let stage = v.stage();
                     if env == "production" {
@@ -457,6 +544,7 @@ impl State {
         match ev.action {
             Action::Register if v.registered.is_none() => {
                 v.registered = Some(mark);
+                v.artifact_sha256 = ev.artifact_sha256().map(str::to_string);
                 let model = self.models.entry(model_of(&id).to_string()).or_default();
                 model.versions.push(id.clone());
             }
@@ -473,6 +561,7 @@ impl State {
                 by,
                 index,
                 environment: environment(ev),
+                artifact_sha256: ev.artifact_sha256().map(str::to_string),
             }),
             Action::Promote | Action::Archive => new_stage = to_stage(ev).ok(),
             Action::Rollback => new_stage = Some(Stage::Production),

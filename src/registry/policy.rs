@@ -94,6 +94,12 @@ pub struct Policy {
     pub staging: Gate,
     #[serde(default)]
     pub production: Gate,
+    /// Actions that must carry `integrity.artifact_sha256` (`register`,
+    /// `deploy`). When any is listed, artifacts are also checked on use:
+    /// a promotion needs the version's registered blob in the artifact
+    /// store, re-hashing to its digest.
+    #[serde(default)]
+    pub require_artifact_sha256: Vec<String>,
 }
 
 impl Policy {
@@ -130,8 +136,25 @@ impl Policy {
         !lists.is_empty() && !lists.iter().any(|l| l.iter().any(|a| a == by))
     }
 
+    /// Must `action` carry an artifact digest?
+    pub fn requires_artifact(&self, action: &str) -> bool {
+        self.require_artifact_sha256.iter().any(|a| a == action)
+    }
+
+    /// Are artifacts checked against the store on promotion?
+    pub fn checks_artifacts(&self) -> bool {
+        !self.require_artifact_sha256.is_empty()
+    }
+
     /// A configuration error, if any: attesters must be services.
     pub fn validate(&self) -> Result<(), String> {
+        for a in &self.require_artifact_sha256 {
+            if a != "register" && a != "deploy" {
+                return Err(format!(
+                    "registry.require_artifact_sha256: {a:?} is not register or deploy"
+                ));
+            }
+        }
         for (name, g) in [("staging", &self.staging), ("production", &self.production)] {
             for (kind, list) in &g.attesters {
                 for a in list {

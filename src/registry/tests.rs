@@ -45,6 +45,7 @@ fn policy() -> Policy {
             attestations: vec!["tests".into(), "fairness".into()],
             ..Gate::default()
         },
+        ..Policy::default()
     }
 }
 

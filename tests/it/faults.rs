@@ -164,31 +164,14 @@ fn top_up(p: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_and_the_log_recovers_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("disk");
+    let mnt = dir.path().join("data");
     let Some(_mount) = Mount::tmpfs(&mnt, 96) else {
         eprintln!(
             "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run"
         );
         return;
     };
-    let mut cfg = modeltrail::server::ServerConfig::resolve(modeltrail::server::Overrides {
-        listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(mnt.join("data")),
-        origin: Some(ORIGIN.into()),
-        ..Default::default()
-    })
-    .unwrap();
-    cfg.block_cache_bytes = 16 << 20;
-    let data = modeltrail::server::prepare_data_dir(&cfg).unwrap();
-    let running = modeltrail::server::start(&cfg, &data).await.unwrap();
-    let mut s = TestServer {
-        base: format!("http://{}", running.addr),
-        token: data.admin_token.clone(),
-        vkey: data.signer.verifier(),
-        http: reqwest::Client::new(),
-        running: Some(running),
-        dir,
-    };
+    let mut s = start_in(dir, |c| c.block_cache_bytes = 16 << 20).await;
     for n in 0..20 {
         assert_eq!(s.post(&event(n)).await.0, 201);
     }
@@ -232,5 +215,72 @@ async fn a_full_disk_answers_503_and_the_log_recovers_when_space_returns() {
     }
     let size = s.get_json("/v1/log").await.1["tree_size"].as_u64().unwrap();
     assert_eq!(audit(&s).await, size);
+    s.stop().await;
+}
+
+/// An upload that runs out of disk halfway: 507 (or the connection cut),
+/// nothing left behind, and the store takes the next upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_fills_the_disk_leaves_nothing_behind() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("data/artifacts");
+    let Some(_mount) = Mount::tmpfs(&blobs, 4) else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk upload test did not run"
+        );
+        return;
+    };
+    let mut s = start_in(dir, |c| c.block_cache_bytes = 16 << 20).await;
+    let big: Vec<u8> = (0..(6u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let d = hex::encode(Sha256::digest(&big));
+    let url = s.url(&format!("/v1/artifacts/sha256/{d}"));
+    match s
+        .http
+        .put(&url)
+        .bearer_auth(&s.token)
+        .body(big)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            assert_eq!(status, 507, "{body}");
+            assert_eq!(body["error"]["code"], "no_space");
+        }
+        // The server may close the connection before the client has sent
+        // everything; what matters is what it kept.
+        Err(e) => eprintln!("upload cut off by the server: {e}"),
+    }
+    eventually(
+        "the temporary file removed",
+        Duration::from_secs(10),
+        async || std::fs::read_dir(blobs.join("tmp")).unwrap().count() == 0,
+    )
+    .await;
+    let head = s
+        .http
+        .head(&url)
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404);
+    let small = b"fits".to_vec();
+    let sd = hex::encode(Sha256::digest(&small));
+    let r = s
+        .http
+        .put(s.url(&format!("/v1/artifacts/sha256/{sd}")))
+        .bearer_auth(&s.token)
+        .body(small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // The log is untouched by the artifact store's troubles.
+    assert_eq!(s.post(&event(1)).await.0, 201);
     s.stop().await;
 }

@@ -27,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verify", &["audit", "note", "tree"]),
     // storage, the sequencer, derived state
     ("store", &["tree"]),
+    ("artifacts", &["encoding", "fsutil"]),
     ("metrics", &["store"]),
     (
         "log",
@@ -36,7 +37,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // the service
     (
         "ledger",
-        &["access", "audit", "error", "log", "registry", "state"],
+        &[
+            "access",
+            "artifacts",
+            "audit",
+            "error",
+            "log",
+            "registry",
+            "state",
+        ],
     ),
     (
         "trace",
@@ -51,15 +60,34 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "access", "audit", "encoding", "error", "ledger", "log", "tiles", "trace", "tree",
+            "access",
+            "artifacts",
+            "audit",
+            "encoding",
+            "error",
+            "ledger",
+            "log",
+            "tiles",
+            "trace",
+            "tree",
             "wire",
         ],
     ),
     (
         "server",
         &[
-            "api", "fsutil", "ledger", "log", "metrics", "note", "registry", "serve", "state",
-            "store", "witness",
+            "api",
+            "artifacts",
+            "fsutil",
+            "ledger",
+            "log",
+            "metrics",
+            "note",
+            "registry",
+            "serve",
+            "state",
+            "store",
+            "witness",
         ],
     ),
     // verification and clients
@@ -83,8 +111,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "audit", "auditor", "client", "encoding", "fsutil", "note", "report", "state", "store",
-            "trace", "verify", "wire",
+            "artifacts",
+            "audit",
+            "auditor",
+            "client",
+            "encoding",
+            "fsutil",
+            "note",
+            "report",
+            "state",
+            "store",
+            "trace",
+            "verify",
+            "wire",
         ],
     ),
 ];

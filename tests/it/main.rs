@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod artifacts;
 mod audit;
 mod durability;
 mod faults;

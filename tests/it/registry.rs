@@ -34,6 +34,7 @@ fn policy() -> Policy {
             attestations: vec!["tests".into(), "fairness".into()],
             ..Gate::default()
         },
+        ..Policy::default()
     }
 }
 

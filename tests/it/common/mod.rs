@@ -24,7 +24,12 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), tweak).await
+}
+
+/// A server whose data directory is `dir/data` (the test may have
+/// prepared it, e.g. mounted a small disk inside).
+pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let mut cfg = ServerConfig::resolve(Overrides {
         listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().join("data")),

@@ -1,0 +1,232 @@
+//! Artifact blobs (`/v1/artifacts/sha256/{digest}`) and their
+//! reconciliation (`/v1/admin/reconcile`).
+//!
+//! Uploads need the `submitter` role and stream into the store while
+//! hashed; downloads need a token (any role), and each is logged as an
+//! `access` event before the first byte is sent. These routes are not under
+//! the request time limit (a large model takes as long as it takes); idle
+//! connections are still cut off by the connection limits.
+
+use super::extract::PathParam;
+use super::{bearer, ApiError, AppState};
+use crate::artifacts::{parse_range, BlobError, Blobs, Rehash};
+use crate::audit::vocab::Role;
+use crate::error::Error;
+use crate::wire;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+fn blob_error(e: BlobError) -> Error {
+    match e {
+        BlobError::BadDigest => Error::bad("bad_digest", e.to_string()),
+        BlobError::Mismatch { .. } => Error::Refused {
+            code: "digest_mismatch",
+            message: e.to_string(),
+        },
+        BlobError::TooLarge(_) => Error::TooLarge(e.to_string()),
+        BlobError::NoSpace => Error::InsufficientStorage(e.to_string()),
+        BlobError::CutOff(_) => Error::bad("upload_cut_off", e.to_string()),
+        BlobError::NotFound(_) => Error::NotFound(e.to_string()),
+        BlobError::Io(m) => Error::Internal(m),
+    }
+}
+
+fn store(st: &AppState) -> Result<Arc<Blobs>, Error> {
+    st.blobs
+        .clone()
+        .ok_or_else(|| Error::NotFound("this server keeps no artifacts".into()))
+}
+
+/// `PUT /v1/artifacts/sha256/{digest}` (submitter): store the body under
+/// its digest. 201 when stored, 200 when the same bytes were there.
+pub(super) async fn upload(
+    State(st): State<AppState>,
+    PathParam(digest): PathParam<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let blobs = store(&st)?;
+    blobs.path(&digest).map_err(blob_error)?;
+    let caller = st.ledger.authenticate(bearer(&headers)?).await?;
+    caller.require(Role::Submitter)?;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > blobs.max_bytes() {
+            return Err(blob_error(BlobError::TooLarge(blobs.max_bytes())).into());
+        }
+    }
+    let stored = blobs
+        .put(&digest, body.into_data_stream())
+        .await
+        .map_err(blob_error)?;
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(wire::ArtifactStored {
+            digest: format!("sha256:{digest}"),
+            size: stored.size,
+            created: stored.created,
+        }),
+    )
+        .into_response())
+}
+
+fn common_headers(h: &mut HeaderMap, digest: &str) {
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("\"sha256:{digest}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+}
+
+/// `HEAD /v1/artifacts/sha256/{digest}` (any role): size and digest.
+pub(super) async fn head(
+    State(st): State<AppState>,
+    PathParam(digest): PathParam<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let blobs = store(&st)?;
+    blobs.path(&digest).map_err(blob_error)?;
+    st.ledger.authenticate(bearer(&headers)?).await?;
+    let size = blobs.size(&digest).map_err(blob_error)?;
+    let mut r = StatusCode::OK.into_response();
+    common_headers(r.headers_mut(), &digest);
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(r)
+}
+
+/// `GET /v1/artifacts/sha256/{digest}` (any role), with an optional
+/// single `Range`. The download is logged first, as an `access` event.
+pub(super) async fn download(
+    State(st): State<AppState>,
+    PathParam(digest): PathParam<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let blobs = store(&st)?;
+    let path = blobs.path(&digest).map_err(blob_error)?;
+    let caller = st.ledger.authenticate(bearer(&headers)?).await?;
+    let size = blobs.size(&digest).map_err(blob_error)?;
+    let range_header = match headers.get(header::RANGE) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Error::bad("bad_range", "the Range header is not ASCII"))?,
+        ),
+        None => None,
+    };
+    let range = parse_range(range_header, size)
+        .map_err(|message| Error::RangeNotSatisfiable { size, message })?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Error::Internal(format!("opening {digest}: {e}")))?;
+    st.ledger.record_access(&caller, &digest, range).await?;
+    let (start, len) = match range {
+        Some((a, b)) => (a, b - a + 1),
+        None => (0, size),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| Error::Internal(format!("seeking {digest}: {e}")))?;
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024);
+    let mut r = Response::new(Body::from_stream(stream));
+    common_headers(r.headers_mut(), &digest);
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some((a, b)) = range {
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{size}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(r)
+}
+
+/// `POST /v1/admin/reconcile` (admin or auditor): re-hash every blob the
+/// registry's events name, log a `reconcile` event, and answer the report
+/// (and post it to the webhook when something is wrong).
+pub(super) async fn reconcile(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<wire::ReconcileReport>, ApiError> {
+    let caller = st.ledger.authenticate(bearer(&headers)?).await?;
+    if !(caller.has(Role::Admin) || caller.has(Role::Auditor)) {
+        return Err(Error::Forbidden("reconciling needs the admin or auditor role".into()).into());
+    }
+    let _slot = st.heavy_slot().await?;
+    Ok(Json(
+        run_reconcile(&st.ledger, st.webhook.as_deref()).await?,
+    ))
+}
+
+/// Reconcile, build the report, and post it to `webhook` when it found a
+/// problem (a failed post is logged, not fatal).
+pub async fn run_reconcile(
+    ledger: &crate::ledger::Ledger,
+    webhook: Option<&str>,
+) -> Result<wire::ReconcileReport, Error> {
+    let r = ledger.reconcile().await?;
+    let mut report = wire::ReconcileReport {
+        tree_size: r.tree_size,
+        checked: r.checked,
+        missing: Vec::new(),
+        mismatched: Vec::new(),
+        reconcile_index: r.receipt.index,
+    };
+    for (digest, events, what) in r.problems {
+        let digest = format!("sha256:{digest}");
+        match what {
+            Rehash::Missing => report.missing.push(wire::BlobProblem {
+                digest,
+                actual: None,
+                events,
+            }),
+            Rehash::Mismatch { actual } => report.mismatched.push(wire::BlobProblem {
+                digest,
+                actual: Some(format!("sha256:{actual}")),
+                events,
+            }),
+            Rehash::Ok { .. } => {}
+        }
+    }
+    if let Some(url) = webhook {
+        if !report.missing.is_empty() || !report.mismatched.is_empty() {
+            let sent = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| e.to_string())
+                .map(|c| c.post(url).json(&report).send());
+            match sent {
+                Ok(fut) => match fut.await {
+                    Ok(resp) if resp.status().is_success() => {}
+                    Ok(resp) => {
+                        tracing::warn!(status = %resp.status(), "reconcile webhook refused")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reconcile webhook failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "reconcile webhook client"),
+            }
+        }
+    }
+    Ok(report)
+}
