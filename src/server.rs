@@ -43,6 +43,20 @@ pub struct FileConfig {
     /// `[read]`: who may read.
     #[serde(default)]
     pub read: FileRead,
+    /// `[privacy]`: fields no event may carry.
+    #[serde(default)]
+    pub privacy: FilePrivacy,
+}
+
+/// `[privacy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePrivacy {
+    /// Metadata fields refused outright, as dotted paths
+    /// (`metadata.customer_email`): an event carrying one is a 400
+    /// (`pii_field`) and nothing is written.
+    #[serde(default)]
+    pub refuse: Vec<String>,
 }
 
 /// `[read]`.
@@ -165,6 +179,8 @@ pub struct ServerConfig {
     pub artifacts: ArtifactConfig,
     /// Reads (but the checkpoint, tiles and health) need a token.
     pub private_reads: bool,
+    /// Metadata fields no event may carry.
+    pub refused_fields: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +292,7 @@ impl ServerConfig {
             witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
             registry: file.registry.unwrap_or_default(),
             private_reads: file.read.require_token,
+            refused_fields: file.privacy.refuse.clone(),
             artifacts: ArtifactConfig {
                 max_blob_bytes: file
                     .artifacts
@@ -305,6 +322,16 @@ impl ServerConfig {
             },
         };
         cfg.registry.validate().map_err(ServerError::Config)?;
+        for f in &cfg.refused_fields {
+            let ok = f
+                .strip_prefix("metadata.")
+                .is_some_and(|rest| rest.split('.').all(|p| !p.is_empty()));
+            if !ok {
+                return Err(ServerError::Config(format!(
+                    "privacy.refuse: {f:?} is not a metadata path (metadata.<field>[.<field>…])"
+                )));
+            }
+        }
         if let Some(w) = &cfg.artifacts.webhook {
             match reqwest::Url::parse(w) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
@@ -534,7 +561,8 @@ pub async fn start_on(
     );
     state = state
         .with_blobs(blobs, cfg.artifacts.webhook.clone())
-        .with_private_reads(cfg.private_reads);
+        .with_private_reads(cfg.private_reads)
+        .with_refused_fields(cfg.refused_fields.clone());
     let collector = match &cfg.witnessing {
         Some(w) => {
             let c = Collector::start(log.clone(), w.clone())

@@ -24,6 +24,22 @@ fn prepare_error(e: EventError) -> Error {
     }
 }
 
+/// Does `metadata` hold the dotted `path` (`metadata.a.b`)?
+fn has_path(metadata: Option<&serde_json::Map<String, serde_json::Value>>, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("metadata.") else {
+        return false;
+    };
+    let mut parts = rest.split('.');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let mut cur = metadata.and_then(|m| m.get(first));
+    for p in parts {
+        cur = cur.and_then(|v| v.get(p));
+    }
+    cur.is_some()
+}
+
 pub(super) async fn append(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -56,6 +72,17 @@ pub(super) async fn append(
         .await
         .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
     let prepared = event::prepare(&bytes).map_err(prepare_error)?;
+    if let Some(path) = st
+        .refused_fields
+        .iter()
+        .find(|p| has_path(prepared.event.metadata.as_ref(), p))
+    {
+        return Err(Error::bad(
+            "pii_field",
+            format!("{path} may not be logged: this log refuses that field"),
+        )
+        .into());
+    }
     let r = match st.ledger.submit(token, prepared).await? {
         Submitted::Accepted(r) => r,
         Submitted::Denied {

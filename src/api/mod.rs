@@ -87,6 +87,8 @@ pub struct AppState {
     /// Whether reads other than the checkpoint, tiles and health need a
     /// token (of any role).
     private_reads: bool,
+    /// Metadata fields no event may carry (`metadata.a.b`).
+    refused_fields: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -101,7 +103,15 @@ impl AppState {
             blobs: None,
             webhook: None,
             private_reads: false,
+            refused_fields: Arc::new(Vec::new()),
         }
+    }
+
+    /// Refuse events that carry any of these metadata fields (400
+    /// `pii_field`).
+    pub fn with_refused_fields(mut self, fields: Vec<String>) -> Self {
+        self.refused_fields = Arc::new(fields);
+        self
     }
 
     /// Require a token for every read but `/checkpoint`, tiles and

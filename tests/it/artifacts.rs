@@ -519,3 +519,41 @@ async fn private_reads_need_a_token_but_checkpoints_and_tiles_stay_public() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_personal_fields_are_never_logged() {
+    let s = start_with(|c| {
+        c.refused_fields = vec![
+            "metadata.customer_email".into(),
+            "metadata.customer.ssn".into(),
+        ]
+    })
+    .await;
+    let before = s.get_json("/v1/log").await.1["tree_size"].clone();
+    for meta in [
+        json!({"customer_email": "a@example.com"}),
+        json!({"customer": {"ssn": "000-00-0000"}, "n": 1}),
+        json!({"customer_email": null}),
+    ] {
+        let mut e = event(7);
+        e["metadata"] = meta.clone();
+        let (status, r) = s.post(&e).await;
+        assert_eq!(status, 400, "{meta}: {r}");
+        assert_eq!(r["error"]["code"], "pii_field");
+    }
+    assert_eq!(s.get_json("/v1/log").await.1["tree_size"], before);
+    // Other fields, and the same names elsewhere, pass.
+    let mut e = event(8);
+    e["metadata"] = json!({"customer": {"region": "eu"}, "note": "customer_email"});
+    assert_eq!(s.post(&e).await.0, 201);
+    // A path outside metadata is a configuration error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[privacy]\nrefuse = [\"actor.id\"]\n").unwrap();
+    let err = modeltrail::server::ServerConfig::resolve(modeltrail::server::Overrides {
+        config: Some(path),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("privacy.refuse"), "{err}");
+}
