@@ -275,8 +275,11 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
         ));
     }
     check_event_sha256(&value, client_id)?;
+    // The typed view comes from the stored form, not the submitted one, so
+    // the state folded at append time is the state a rebuild from the log
+    // folds (`1200.0` is stored, and read back, as `1200`).
     let event: Event =
-        serde_json::from_value(value).map_err(|e| EventError::Json(e.to_string()))?;
+        serde_json::from_value(reread).map_err(|e| EventError::Json(e.to_string()))?;
     Ok(Prepared {
         event,
         client_id,

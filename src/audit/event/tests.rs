@@ -263,3 +263,16 @@ fn ids_refuse_invisible_and_reordering_characters() {
         prep(&v).unwrap();
     }
 }
+
+#[test]
+fn the_typed_view_is_the_stored_one() {
+    // Found by the `event` fuzz target: `1200.0` is stored as `1200`. The
+    // view the state folds at append time must be the one a rebuild reads
+    // back from the log, or the two could disagree (as_u64 of 1200.0 is
+    // None, of 1200 is Some).
+    let mut e = good();
+    e["metadata"] = json!({"rows": 1200.0, "x": [1.0, 2.5e3]});
+    let p = prep(&e).unwrap();
+    assert_eq!(p.event, Event::from_canonical(&p.canonical).unwrap());
+    assert_eq!(p.event.meta_u64("rows"), Some(1200));
+}
