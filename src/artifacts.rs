@@ -220,24 +220,31 @@ impl Blobs {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Rehash::Missing),
             Err(e) => return Err(io(e)),
         };
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            size += n as u64;
-            hasher.update(&buf[..n]);
-        }
-        let actual = hex::encode(hasher.finalize());
+        let (actual, size) = hash_reader(&mut f, &|_| {}).map_err(io)?;
         Ok(if actual == hex {
             Rehash::Ok { size }
         } else {
             Rehash::Mismatch { actual }
         })
     }
+}
+
+/// SHA-256 (lowercase hex) and length of everything `r` yields, read in
+/// 1 MiB chunks; `progress` is told the bytes read so far.
+pub fn hash_reader(r: &mut impl Read, progress: &dyn Fn(u64)) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+        progress(size);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// Read a body to its end without keeping it (bounded).

@@ -348,23 +348,10 @@ pub fn digest_arg(s: &str) -> Result<String, Failure> {
 
 /// SHA-256 of a file, read in chunks; `progress(done, total)`.
 pub fn sha256_file(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<(String, u64), Failure> {
-    use sha2::{Digest, Sha256};
     let bad = |e: std::io::Error| Failure::Malformed(format!("{}: {e}", path.display()));
     let mut f = std::fs::File::open(path).map_err(bad)?;
     let total = f.metadata().map_err(bad)?.len();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(bad)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        done += n as u64;
-        progress(done, total);
-    }
-    Ok((hex::encode(hasher.finalize()), done))
+    crate::artifacts::hash_reader(&mut f, &|done| progress(done, total)).map_err(bad)
 }
 
 fn fetch_error(e: ClientError) -> AuditError {
