@@ -182,7 +182,17 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await?;
+        // A refused upload is answered after the server has read a few MiB
+        // of it; past that, the refusal can arrive as a closed connection.
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                return ClientError::Http(e);
+            }
+            ClientError::Decode(format!(
+                "the upload was cut off ({e}); the server refuses uploads from a token \
+                 without the submitter role and blobs over its size limit"
+            ))
+        })?;
         let status = resp.status().as_u16();
         let body = read_limited(resp, MAX_RECEIPT, "/v1/artifacts").await?;
         if !(200..300).contains(&status) {

@@ -42,6 +42,52 @@ fn store(st: &AppState) -> Result<Arc<Blobs>, Error> {
         .ok_or_else(|| Error::NotFound("this server keeps no artifacts".into()))
 }
 
+/// How much of a refused upload's body is read (and thrown away) before
+/// the refusal is sent, and for how long at most. A client that is still
+/// sending when the server answers and closes gets a reset and may never
+/// see the answer; reading a bounded amount first lets the usual refused
+/// upload (a wrong token, a wrong role, a bad digest) end with its 4xx.
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Everything an upload must pass before its body is read: a store, a
+/// well-formed digest, the submitter role and a declared size in bounds.
+async fn admit_upload(
+    st: &AppState,
+    digest: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<Blobs>, Error> {
+    let blobs = store(st)?;
+    blobs.path(digest).map_err(blob_error)?;
+    let caller = st.ledger.authenticate(bearer(headers)?).await?;
+    caller.require(Role::Submitter)?;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > blobs.max_bytes() {
+            return Err(blob_error(BlobError::TooLarge(blobs.max_bytes())));
+        }
+    }
+    Ok(blobs)
+}
+
 /// `PUT /v1/artifacts/sha256/{digest}` (submitter): store the body under
 /// its digest. 201 when stored, 200 when the same bytes were there.
 pub(super) async fn upload(
@@ -50,19 +96,13 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let blobs = store(&st)?;
-    blobs.path(&digest).map_err(blob_error)?;
-    let caller = st.ledger.authenticate(bearer(&headers)?).await?;
-    caller.require(Role::Submitter)?;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > blobs.max_bytes() {
-            return Err(blob_error(BlobError::TooLarge(blobs.max_bytes())).into());
+    let blobs = match admit_upload(&st, &digest, &headers).await {
+        Ok(blobs) => blobs,
+        Err(e) => {
+            drain(body).await;
+            return Err(e.into());
         }
-    }
+    };
     let stored = blobs
         .put(&digest, body.into_data_stream())
         .await

@@ -83,6 +83,19 @@ async fn blobs_are_immutable_checked_on_upload_and_every_download_is_logged() {
     // Upload: the submitter role, the right bytes.
     let (status, r) = put(&s, &reader, &d, model.clone()).await;
     assert_eq!(status, 403, "{r}");
+    // A refused upload still reaches its sender as an answer, not as a
+    // connection reset halfway through the body, however often it happens.
+    for round in 0..8 {
+        for (token, hex, want) in [
+            ("", d.as_str(), 401),
+            (reader.as_str(), d.as_str(), 403),
+            (ci.as_str(), "ABC", 400),
+        ] {
+            let (status, r) = put(&s, token, hex, model.clone()).await;
+            assert_eq!(status, want, "round {round}: {r}");
+            assert!(r["error"]["code"].is_string(), "round {round}: {r}");
+        }
+    }
     let (status, r) = put(&s, &ci, &d, model.clone()).await;
     assert_eq!(status, 201, "{r}");
     assert_eq!(
