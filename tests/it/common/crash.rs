@@ -146,11 +146,56 @@ pub async fn load_then_kill(
     Arc::try_unwrap(acks).unwrap().into_inner().unwrap()
 }
 
-/// After a restart: every acknowledged event is at its index (read back in
-/// pages), every receipt verifies, and the new head is consistent with every
-/// checkpoint in `new_seen` (those handed out since `prev`, the last head
-/// verified) and with `prev` itself. Consistency is transitive, so checking
-/// only what is new each cycle still covers every checkpoint ever seen.
+/// What is kept of an acknowledgement once its receipt has been checked:
+/// enough to find it again in the final read of the whole log.
+#[derive(Clone, Debug)]
+pub struct Acked {
+    pub index: u64,
+    pub event_id: String,
+    pub leaf: [u8; 32],
+}
+
+/// Read entries `from..to` back in pages: each embedded event is its leaf's
+/// exact bytes. Returns each entry's event id and leaf hash.
+async fn read_entries(
+    http: &reqwest::Client,
+    base: &str,
+    from: u64,
+    to: u64,
+) -> Vec<(String, [u8; 32])> {
+    let mut stored: Vec<(String, [u8; 32])> = Vec::with_capacity((to - from) as usize);
+    while from + (stored.len() as u64) < to {
+        let at = from + stored.len() as u64;
+        let page: wire::EntryPage = http
+            .get(format!("{base}/v1/entries?start={at}&limit=1000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(!page.entries.is_empty(), "no entries from {at} below {to}");
+        for e in page.entries {
+            if e.index >= to {
+                break;
+            }
+            assert_eq!(e.index, from + stored.len() as u64);
+            assert_eq!(leaf_hash(e.event.get().as_bytes()), e.leaf_hash.0);
+            let ev: Value = serde_json::from_str(e.event.get()).unwrap();
+            stored.push((ev["event_id"].as_str().unwrap().to_string(), e.leaf_hash.0));
+        }
+    }
+    stored
+}
+
+/// After a restart, in work proportional to what is new since `prev` (the
+/// last head verified): the new head is consistent with `prev` and with every
+/// checkpoint in `new_seen` (those handed out since); every receipt in
+/// `acks` (this cycle's) verifies against its checkpoint, and its event is at
+/// its index among the entries read back from `prev` on. Entries below
+/// `prev` were read and matched in an earlier cycle, and the consistency
+/// proof from `prev` shows they are unchanged; consistency is transitive, so
+/// checking only what is new still covers every checkpoint ever seen.
 pub async fn check_after_restart(
     server: &Server,
     acks: &[Ack],
@@ -167,33 +212,22 @@ pub async fn check_after_restart(
         .await
         .unwrap();
     let (head, _) = Checkpoint::open(text.as_bytes(), ORIGIN, &server.vkey).unwrap();
-
-    let mut stored: Vec<(String, [u8; 32])> = Vec::with_capacity(head.size as usize);
-    while (stored.len() as u64) < head.size {
-        let page: wire::EntryPage = http
-            .get(format!(
-                "{}/v1/entries?start={}&limit=1000",
-                server.base,
-                stored.len()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for e in page.entries {
-            assert_eq!(e.index, stored.len() as u64);
-            // The embedded event is the leaf's exact bytes.
-            assert_eq!(leaf_hash(e.event.get().as_bytes()), e.leaf_hash.0);
-            let ev: Value = serde_json::from_str(e.event.get()).unwrap();
-            stored.push((ev["event_id"].as_str().unwrap().to_string(), e.leaf_hash.0));
-        }
-    }
+    let from = prev.map_or(0, |p| p.size);
+    assert!(
+        from <= head.size,
+        "checkpoint moved backwards: {from} -> {}",
+        head.size
+    );
+    let stored = read_entries(&http, &server.base, from, head.size).await;
     for a in acks {
         let (cp, _) = Checkpoint::open(a.checkpoint.as_bytes(), ORIGIN, &server.vkey).unwrap();
         verify_inclusion(a.index, cp.size, &a.leaf, &a.proof, &cp.root).expect("receipt verifies");
-        let (id, leaf) = stored.get(a.index as usize).unwrap_or_else(|| {
+        assert!(
+            a.index >= from,
+            "acknowledged at {} although the head was already {from} before",
+            a.index
+        );
+        let (id, leaf) = stored.get((a.index - from) as usize).unwrap_or_else(|| {
             panic!("acknowledged index {} lost: head is {}", a.index, head.size)
         });
         assert_eq!(id, &a.event_id, "entry {} changed", a.index);
@@ -227,6 +261,20 @@ pub async fn check_after_restart(
     head
 }
 
+/// At the end, once: the whole log read back, every acknowledged event of
+/// every cycle at its index.
+async fn check_whole_log(server: &Server, head: &Checkpoint, acked: &[Acked]) {
+    let http = reqwest::Client::new();
+    let stored = read_entries(&http, &server.base, 0, head.size).await;
+    for a in acked {
+        let (id, leaf) = stored.get(a.index as usize).unwrap_or_else(|| {
+            panic!("acknowledged index {} lost: head is {}", a.index, head.size)
+        });
+        assert_eq!(id, &a.event_id, "entry {} changed", a.index);
+        assert_eq!(leaf, &a.leaf);
+    }
+}
+
 /// Run `cycles` kill/restart cycles on one data directory.
 pub async fn run_cycles(
     bin: &str,
@@ -236,7 +284,7 @@ pub async fn run_cycles(
 ) -> (u64, usize) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut all_acks: Vec<Ack> = Vec::new();
+    let mut all_acks: Vec<Acked> = Vec::new();
     let mut prev: Option<Checkpoint> = None;
     let mut server = spawn(bin, &data);
     let token = std::fs::read_to_string(data.join("admin.token"))
@@ -257,11 +305,16 @@ pub async fn run_cycles(
             .collect();
         seen.sort_by_key(|c| c.size);
         seen.dedup();
-        all_acks.extend(acks);
         server = spawn(bin, &data);
-        prev = Some(check_after_restart(&server, &all_acks, prev.as_ref(), &seen).await);
+        prev = Some(check_after_restart(&server, &acks, prev.as_ref(), &seen).await);
+        all_acks.extend(acks.into_iter().map(|a| Acked {
+            index: a.index,
+            event_id: a.event_id,
+            leaf: a.leaf,
+        }));
     }
-    let head = check_after_restart(&server, &all_acks, prev.as_ref(), &[]).await;
+    let head = check_after_restart(&server, &[], prev.as_ref(), &[]).await;
+    check_whole_log(&server, &head, &all_acks).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     (head.size, all_acks.len())
