@@ -459,3 +459,38 @@ pub async fn reconcile(client: &Client) -> Result<(wire::ReconcileReport, bool),
     let clean = r.missing.is_empty() && r.mismatched.is_empty();
     Ok((r, clean))
 }
+
+/// `verify reveal`: a saved reveal checked offline (see
+/// [`verify::reveal`]).
+pub fn verify_reveal(policy: &Policy, file: &Path) -> Result<String, AuditError> {
+    let r: wire::Reveal = serde_json::from_slice(&file_bytes(file)?)
+        .map_err(|e| Failure::Malformed(format!("{}: {e}", file.display())))?;
+    let check = verify::reveal(
+        policy,
+        &verify::RevealParts {
+            event_json: r.receipt.event.get().as_bytes(),
+            tlog_proof: r.receipt.tlog_proof.as_bytes(),
+            field: &r.field,
+            commitment: &r.commitment,
+            value: &r.value,
+            salt_hex: &r.salt,
+        },
+    )?;
+    Ok(format!(
+        "{} of entry {} (tree size {}) opens to the revealed value{}",
+        r.field,
+        check.index,
+        check.checkpoint.checkpoint.size,
+        witnessed(&check.checkpoint.witnesses)
+    ))
+}
+
+/// `reveal`: ask the server for a private value (logged as an access).
+pub async fn reveal(client: &Client, index: u64, field: &str) -> Result<wire::Reveal, AuditError> {
+    client.reveal(index, field).await.map_err(fetch_error)
+}
+
+/// `erase`: erase a data subject's private value.
+pub async fn erase(client: &Client, subject: &str) -> Result<wire::Erased, AuditError> {
+    client.erase(subject).await.map_err(fetch_error)
+}

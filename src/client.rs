@@ -247,6 +247,43 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("report: {e}")))
     }
 
+    /// GET `/v1/reveal`: the value entry `index` commits to at `field`
+    /// (auditor or admin token). Unverified: see `verify::reveal`.
+    pub async fn reveal(&self, index: u64, field: &str) -> Result<wire::Reveal, ClientError> {
+        let mut url = reqwest::Url::parse("http://localhost/v1/reveal")
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("index", &index.to_string())
+            .append_pair("field", field);
+        let path = format!("/v1/reveal?{}", url.query().unwrap_or(""));
+        let body = self.get_bytes_limited(&path, MAX_RECEIPT).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("reveal: {e}")))
+    }
+
+    /// POST `/v1/admin/erase` (admin token).
+    pub async fn erase(&self, subject: &str) -> Result<wire::Erased, ClientError> {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/admin/erase", self.base))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::to_vec(&wire::EraseRequest {
+                    subject: subject.to_string(),
+                })
+                .map_err(|e| ClientError::Decode(e.to_string()))?,
+            );
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = read_limited(resp, MAX_RECEIPT, "/v1/admin/erase").await?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("erase: {e}")))
+    }
+
     /// GET a path below the base URL.
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         self.get_bytes_limited(path, limit_for(path)).await
@@ -259,7 +296,12 @@ impl Client {
         path: &str,
         limit: usize,
     ) -> Result<Vec<u8>, ClientError> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        // A log whose reads are private needs the token for them too.
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
         let body = read_limited(resp, limit, path).await?;
         if !(200..300).contains(&status) {

@@ -20,6 +20,9 @@ pub enum Error {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 404 with the code `erased`: a private value that was erased.
+    #[error("{0}")]
+    Erased(String),
     /// 405: the path exists, the method does not.
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,

@@ -28,6 +28,7 @@ pub mod log;
 pub mod metrics;
 pub mod monitor;
 pub mod note;
+pub mod privacy;
 pub mod registry;
 pub mod report;
 pub mod serve;

@@ -96,6 +96,33 @@ enum Cmd {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Reveal the private value an entry commits to (auditor or admin
+    /// token; the reveal is logged), as JSON that `verify reveal` checks
+    /// offline. Exit 0 written, 2 refused or nothing to reveal (an erased
+    /// value is a 404), 3 could not reach the server.
+    Reveal {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+        /// Where in the event: actor.id or metadata.<path>.
+        #[arg(long)]
+        field: String,
+        /// Write the reveal here (default: standard output).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
+    /// Erase a data subject's private value (admin token): the value and
+    /// its salt are deleted, the erasure is logged, every proof stays
+    /// valid. Exit 0 erased, 2 refused or unknown subject, 3 unreachable.
+    Erase {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// kind:value, for example user:alice or email:bob@example.com.
+        #[arg(long)]
+        subject: String,
+    },
     /// Auditor reports, each verified before it is written. Exit 0
     /// written, 1 fails verification, 2 bad input or unknown version, 3
     /// could not reach the server.
@@ -343,6 +370,14 @@ enum VerifyCmd {
         /// The bundle file.
         bundle: PathBuf,
     },
+    /// Verify a saved reveal offline: the entry's receipt, the commitment
+    /// in the event, and that the value and salt open it.
+    Reveal {
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The reveal file (`modeltrail reveal -o`).
+        reveal: PathBuf,
+    },
     /// Verify a saved approval-chain report (JSON) offline: the
     /// checkpoint, every event's inclusion proof, and every summary.
     Report {
@@ -485,6 +520,50 @@ fn main() -> ExitCode {
                     } else {
                         ExitCode::from(1)
                     }
+                }
+                Err(e) => {
+                    eprintln!("FAIL: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            };
+        }
+        Cmd::Reveal {
+            conn,
+            index,
+            field,
+            out,
+        } => {
+            let r = rt.block_on(async { cli::reveal(&conn.client()?, index, &field).await });
+            return match r.and_then(|r| {
+                let text = serde_json::to_string_pretty(&r).map_err(|e| {
+                    AuditError::from(modeltrail::verify::Failure::Malformed(e.to_string()))
+                })?;
+                match &out {
+                    // A revealed value is personal data: owner-only.
+                    Some(path) => modeltrail::fsutil::write_secret(path, &format!("{text}\n"))
+                        .map_err(|e| {
+                            AuditError::from(modeltrail::verify::Failure::Malformed(e.to_string()))
+                        })?,
+                    None => println!("{text}"),
+                }
+                Ok(())
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("FAIL: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            };
+        }
+        Cmd::Erase { conn, subject } => {
+            let r = rt.block_on(async { cli::erase(&conn.client()?, &subject).await });
+            return match r {
+                Ok(e) => {
+                    println!(
+                        "erased the {} value committed to as {}; logged at entry {}",
+                        e.kind, e.commitment, e.erase_index
+                    );
+                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("FAIL: {e}");
@@ -744,6 +823,7 @@ async fn verify(what: VerifyCmd) -> Result<String, AuditError> {
             Ok(cli::trace_summary(&t))
         }
         VerifyCmd::Report { trust, report } => cli::verify_report(&policy(&trust)?, &report),
+        VerifyCmd::Reveal { trust, reveal } => cli::verify_reveal(&policy(&trust)?, &reveal),
         VerifyCmd::Signature { event, public_key } => cli::verify_signature(&event, &public_key),
         VerifyCmd::Log { server, trust } => {
             let p = policy(&trust)?;

@@ -57,6 +57,16 @@ pub struct FilePrivacy {
     /// (`pii_field`) and nothing is written.
     #[serde(default)]
     pub refuse: Vec<String>,
+    /// Fields whose values are replaced in the leaf by salted commitments,
+    /// each with the kind of data subject its values name:
+    /// `"actor.id" = "user"` (user actors), `"metadata.customer_email" =
+    /// "email"`. The values and salts are kept in the private store.
+    #[serde(default)]
+    pub commit: std::collections::BTreeMap<String, String>,
+    /// Private values not used for this many days are erased (each
+    /// erasure logged). None: kept until erased on request.
+    #[serde(default)]
+    pub retention_days: Option<u64>,
 }
 
 /// `[read]`.
@@ -179,8 +189,18 @@ pub struct ServerConfig {
     pub artifacts: ArtifactConfig,
     /// Reads (but the checkpoint, tiles and health) need a token.
     pub private_reads: bool,
-    /// Metadata fields no event may carry.
-    pub refused_fields: Vec<String>,
+    /// `[privacy]`: refused fields, committed fields and retention.
+    pub privacy: PrivacyConfig,
+}
+
+/// What `[privacy]` says, checked.
+#[derive(Clone, Debug, Default)]
+pub struct PrivacyConfig {
+    pub refuse: Vec<crate::privacy::FieldPath>,
+    pub commit: Vec<(crate::privacy::FieldPath, String)>,
+    pub retention: Option<Duration>,
+    /// How often retention runs (hourly; tests shorten it).
+    pub sweep_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +312,7 @@ impl ServerConfig {
             witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
             registry: file.registry.unwrap_or_default(),
             private_reads: file.read.require_token,
-            refused_fields: file.privacy.refuse.clone(),
+            privacy: privacy_config(&file.privacy)?,
             artifacts: ArtifactConfig {
                 max_blob_bytes: file
                     .artifacts
@@ -322,16 +342,6 @@ impl ServerConfig {
             },
         };
         cfg.registry.validate().map_err(ServerError::Config)?;
-        for f in &cfg.refused_fields {
-            let ok = f
-                .strip_prefix("metadata.")
-                .is_some_and(|rest| rest.split('.').all(|p| !p.is_empty()));
-            if !ok {
-                return Err(ServerError::Config(format!(
-                    "privacy.refuse: {f:?} is not a metadata path (metadata.<field>[.<field>…])"
-                )));
-            }
-        }
         if let Some(w) = &cfg.artifacts.webhook {
             match reqwest::Url::parse(w) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
@@ -452,6 +462,7 @@ pub struct Running {
     snapshots: SnapshotPolicy,
     snapshotter: tokio::task::JoinHandle<()>,
     reconciler: Option<tokio::task::JoinHandle<()>>,
+    retention: Option<tokio::task::JoinHandle<()>>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -467,9 +478,9 @@ impl Running {
         }
         self.snapshotter.abort();
         let _ = self.snapshotter.await;
-        if let Some(r) = self.reconciler {
-            r.abort();
-            let _ = r.await;
+        for t in [self.reconciler, self.retention].into_iter().flatten() {
+            t.abort();
+            let _ = t.await;
         }
         // A last snapshot, so the next start folds nothing.
         if let Err(e) = self.ledger.snapshot(self.snapshots, true).await {
@@ -548,7 +559,27 @@ pub async fn start_on(
         )
         .map_err(|e| ServerError::Config(format!("the artifact store: {e}")))?,
     );
-    let ledger = Arc::new(ledger.with_blobs(blobs.clone()));
+    let privacy = crate::privacy::Privacy {
+        refuse: cfg.privacy.refuse.clone(),
+        commit: cfg.privacy.commit.clone(),
+        store: Some(
+            crate::privacy::PrivateStore::open(&cfg.data_dir.join("private"))
+                .map_err(|e| ServerError::Config(format!("the private store: {e}")))?,
+        ),
+    };
+    let ledger = Arc::new(
+        ledger
+            .with_blobs(blobs.clone())
+            .with_privacy(Arc::new(privacy)),
+    );
+    // Erasures a crash interrupted are logged before anything else.
+    let finished = ledger
+        .finish_erasures()
+        .await
+        .map_err(|e| ServerError::Config(format!("finishing erasures: {e}")))?;
+    if finished > 0 {
+        tracing::info!(erasures = finished, "logged erasures a restart interrupted");
+    }
     let mut state = AppState::new(
         ledger.clone(),
         ApiLimits {
@@ -561,8 +592,7 @@ pub async fn start_on(
     );
     state = state
         .with_blobs(blobs, cfg.artifacts.webhook.clone())
-        .with_private_reads(cfg.private_reads)
-        .with_refused_fields(cfg.refused_fields.clone());
+        .with_private_reads(cfg.private_reads);
     let collector = match &cfg.witnessing {
         Some(w) => {
             let c = Collector::start(log.clone(), w.clone())
@@ -620,6 +650,19 @@ pub async fn start_on(
             }
         })
     });
+    let retention = cfg.privacy.retention.map(|max_age| {
+        let (ledger, every) = (ledger.clone(), cfg.privacy.sweep_every);
+        tokio::spawn(async move {
+            loop {
+                match ledger.retain(max_age).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(erased = n, "erased private values past retention"),
+                    Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
     Ok(Running {
         addr,
         log,
@@ -628,9 +671,66 @@ pub async fn start_on(
         snapshots,
         snapshotter,
         reconciler,
+        retention,
         shutdown: tx,
         task,
     })
+}
+
+fn privacy_config(p: &FilePrivacy) -> Result<PrivacyConfig, ServerError> {
+    use crate::privacy::FieldPath;
+    let mut cfg = PrivacyConfig {
+        sweep_every: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    for f in &p.refuse {
+        match FieldPath::parse(f) {
+            Some(path @ FieldPath::Metadata(_)) => cfg.refuse.push(path),
+            _ => {
+                return Err(ServerError::Config(format!(
+                    "privacy.refuse: {f:?} is not a metadata path (metadata.<field>[.<field>…])"
+                )))
+            }
+        }
+    }
+    for (f, kind) in &p.commit {
+        let path = FieldPath::parse(f).ok_or_else(|| {
+            ServerError::Config(format!(
+                "privacy.commit: {f:?} is neither actor.id nor a metadata path (metadata.<field>[.<field>…])"
+            ))
+        })?;
+        let ident = !kind.is_empty()
+            && kind.len() <= 64
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ident {
+            return Err(ServerError::Config(format!(
+                "privacy.commit: the subject kind of {f:?} must be a lowercase identifier, not {kind:?}"
+            )));
+        }
+        if path == FieldPath::ActorId && kind != "user" {
+            return Err(ServerError::Config(
+                "privacy.commit: actor.id names users; its kind must be \"user\"".into(),
+            ));
+        }
+        if cfg.refuse.contains(&path) {
+            return Err(ServerError::Config(format!(
+                "privacy: {f:?} is both refused and committed to"
+            )));
+        }
+        cfg.commit.push((path, kind.clone()));
+    }
+    cfg.retention = match p.retention_days {
+        Some(0) => {
+            return Err(ServerError::Config(
+                "privacy.retention_days must be at least 1".into(),
+            ))
+        }
+        Some(d) => Some(Duration::from_secs(d.saturating_mul(86_400))),
+        None => None,
+    };
+    Ok(cfg)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -262,6 +262,50 @@ pub fn receipt(
     })
 }
 
+/// A revealed private value, as `modeltrail reveal` writes it.
+pub struct RevealParts<'a> {
+    pub event_json: &'a [u8],
+    pub tlog_proof: &'a [u8],
+    pub field: &'a str,
+    pub commitment: &'a str,
+    pub value: &'a str,
+    pub salt_hex: &'a str,
+}
+
+/// Verify a revealed value with no network: the entry's receipt under the
+/// policy (as [`receipt`]), the event holds `commitment` at `field`, and
+/// SHA-256(salt ‖ value) is that commitment.
+pub fn reveal(policy: &Policy, r: &RevealParts<'_>) -> Result<ReceiptCheck, Failure> {
+    use crate::audit::commitment::{opens, parse_leaf_form, FieldPath};
+    let check = receipt(policy, r.event_json, r.tlog_proof)?;
+    let path = FieldPath::parse(r.field)
+        .ok_or_else(|| Failure::Malformed(format!("{:?} is not a field path", r.field)))?;
+    let event: serde_json::Value = serde_json::from_slice(r.event_json)
+        .map_err(|e| Failure::Malformed(format!("event: {e}")))?;
+    let held = path
+        .get(&event)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Failure::Invalid(format!("the event has no string at {}", r.field)))?;
+    if parse_leaf_form(held).is_none() {
+        return Err(Failure::Invalid(format!(
+            "the event holds no commitment at {}",
+            r.field
+        )));
+    }
+    if held != r.commitment {
+        return Err(Failure::Invalid(format!(
+            "the event commits to {held} at {}, not {}",
+            r.field, r.commitment
+        )));
+    }
+    if !opens(held, r.value, r.salt_hex) {
+        return Err(Failure::Invalid(
+            "the value and salt do not open the commitment".into(),
+        ));
+    }
+    Ok(check)
+}
+
 /// Verify an inclusion proof against a verified checkpoint.
 pub fn inclusion(cp: &Checkpoint, index: u64, leaf: &Hash, proof: &[Hash]) -> Result<(), Failure> {
     Ok(tree::verify_inclusion(

@@ -305,6 +305,42 @@ pub struct ReconcileReport {
     pub reconcile_index: u64,
 }
 
+/// `GET /v1/reveal?index=&field=` and `modeltrail reveal`: a private
+/// value, its salt, and a receipt for the entry that commits to it; with
+/// the log's key, checked offline by `modeltrail verify reveal`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reveal {
+    /// Where in the event: `actor.id` or `metadata.<path>`.
+    pub field: String,
+    /// What the leaf holds there: `commit:<hex>`.
+    pub commitment: String,
+    pub value: String,
+    /// 32 bytes, hex: commitment = SHA-256(salt ‖ UTF-8(value)).
+    pub salt: String,
+    /// `kind:value`, the data subject the value names.
+    pub subject: String,
+    pub receipt: Receipt,
+    /// The index of the `access` event that logged this reveal.
+    pub access_index: u64,
+}
+
+/// `POST /v1/admin/erase`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// `kind:value`, for example `user:alice`.
+    pub subject: String,
+}
+
+/// The answer to an erasure: what the log keeps of it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Erased {
+    pub commitment: String,
+    pub kind: String,
+    /// The index of the logged `erase` event.
+    pub erase_index: u64,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BlobProblem {
     /// `sha256:<hex>`.

@@ -23,6 +23,7 @@ impl ApiError {
         match e {
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Erased(_) => (StatusCode::NOT_FOUND, "erased"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

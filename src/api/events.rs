@@ -24,22 +24,6 @@ fn prepare_error(e: EventError) -> Error {
     }
 }
 
-/// Does `metadata` hold the dotted `path` (`metadata.a.b`)?
-fn has_path(metadata: Option<&serde_json::Map<String, serde_json::Value>>, path: &str) -> bool {
-    let Some(rest) = path.strip_prefix("metadata.") else {
-        return false;
-    };
-    let mut parts = rest.split('.');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    let mut cur = metadata.and_then(|m| m.get(first));
-    for p in parts {
-        cur = cur.and_then(|v| v.get(p));
-    }
-    cur.is_some()
-}
-
 pub(super) async fn append(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -71,18 +55,18 @@ pub(super) async fn append(
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
-    let prepared = event::prepare(&bytes).map_err(prepare_error)?;
-    if let Some(path) = st
-        .refused_fields
-        .iter()
-        .find(|p| has_path(prepared.event.metadata.as_ref(), p))
-    {
-        return Err(Error::bad(
-            "pii_field",
-            format!("{path} may not be logged: this log refuses that field"),
-        )
-        .into());
+    // Refused fields are refused and committed fields replaced by their
+    // commitments before the event is canonicalised: a sensitive value
+    // never reaches a leaf.
+    let prepared = if st.ledger.privacy().is_active() {
+        let value = event::parse_strict(&bytes).map_err(prepare_error)?;
+        let value = st.ledger.apply_privacy(value).await?;
+        let bytes = serde_json::to_vec(&value).map_err(|e| Error::Internal(e.to_string()))?;
+        event::prepare(&bytes)
+    } else {
+        event::prepare(&bytes)
     }
+    .map_err(prepare_error)?;
     let r = match st.ledger.submit(token, prepared).await? {
         Submitted::Accepted(r) => r,
         Submitted::Denied {

@@ -18,6 +18,7 @@ mod error;
 mod events;
 pub mod extract;
 mod log;
+mod privacy;
 mod registry;
 
 pub use artifacts::run_reconcile;
@@ -87,8 +88,6 @@ pub struct AppState {
     /// Whether reads other than the checkpoint, tiles and health need a
     /// token (of any role).
     private_reads: bool,
-    /// Metadata fields no event may carry (`metadata.a.b`).
-    refused_fields: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -103,15 +102,7 @@ impl AppState {
             blobs: None,
             webhook: None,
             private_reads: false,
-            refused_fields: Arc::new(Vec::new()),
         }
-    }
-
-    /// Refuse events that carry any of these metadata fields (400
-    /// `pii_field`).
-    pub fn with_refused_fields(mut self, fields: Vec<String>) -> Self {
-        self.refused_fields = Arc::new(fields);
-        self
     }
 
     /// Require a token for every read but `/checkpoint`, tiles and
@@ -246,6 +237,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{name}", get(registry::model))
         .route("/v1/search", get(registry::search))
         .route("/v1/trace/{kind}/{id}", get(registry::trace))
+        // private values
+        .route("/v1/reveal", get(privacy::reveal))
+        .route("/v1/admin/erase", post(privacy::erase))
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
         .method_not_allowed_fallback(|| async { ApiError::from(Error::MethodNotAllowed) })
         .layer(axum::middleware::from_fn_with_state(timeout, time_limit))

@@ -319,7 +319,15 @@ pub(super) async fn search(
             "type", "id", "actor", "action", "since", "until", "start", "limit",
         ],
     )?;
-    let filter = Filter::parse(&q)?;
+    let mut filter = Filter::parse(&q)?;
+    // A person is searched for by name; the log holds the commitment.
+    if let Some(id) = filter
+        .actor
+        .as_deref()
+        .and_then(|a| a.strip_prefix("user:"))
+    {
+        filter.actor = Some(format!("user:{}", st.ledger.known_user_id(id).await?));
+    }
     let Page { start, limit } = Page::parse(&q, st.limits.max_page)?;
     let size = st.log.head().size;
     let _slot = st.heavy_slot().await?;

@@ -5,6 +5,7 @@
 //!
 //! Pure: no I/O, no HTTP, no storage.
 
+pub mod commitment;
 pub mod event;
 pub mod record;
 pub mod signature;

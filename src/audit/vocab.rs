@@ -209,11 +209,14 @@ pub enum Action {
     Access,
     /// The server re-hashed the artifacts events reference.
     Reconcile,
+    /// The server erased a private value (on request or for retention);
+    /// the event names its commitment, never the value.
+    Erase,
     Other(String),
 }
 
 impl Action {
-    const NAMED: [Action; 15] = [
+    const NAMED: [Action; 16] = [
         Action::Register,
         Action::Attest,
         Action::Approve,
@@ -229,6 +232,7 @@ impl Action {
         Action::RegisterKey,
         Action::Access,
         Action::Reconcile,
+        Action::Erase,
     ];
 
     /// Any action name; the caller has checked its syntax.
@@ -257,6 +261,7 @@ impl Action {
             Action::RegisterKey => "register_key",
             Action::Access => "access",
             Action::Reconcile => "reconcile",
+            Action::Erase => "erase",
             Action::Other(s) => s,
         }
     }
@@ -275,7 +280,8 @@ impl Action {
             | Action::RevokeAccess
             | Action::RegisterKey
             | Action::Access
-            | Action::Reconcile => None,
+            | Action::Reconcile
+            | Action::Erase => None,
             Action::Register | Action::Attest | Action::Other(_) => Some(Role::Submitter),
         }
     }
@@ -289,7 +295,7 @@ impl Action {
     pub fn fold(&self) -> Fold {
         match self {
             Action::GrantAccess | Action::RevokeAccess | Action::RegisterKey => Fold::Access,
-            Action::Other(_) | Action::Access | Action::Reconcile => Fold::None,
+            Action::Other(_) | Action::Access | Action::Reconcile | Action::Erase => Fold::None,
             _ => Fold::Registry,
         }
     }

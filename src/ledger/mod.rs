@@ -35,6 +35,7 @@ use crate::audit::vocab::{Action, Principal, Ref};
 use crate::audit::{Event, Fold, Prepared, Record};
 use crate::error::Error;
 use crate::log::{Log, Receipt};
+use crate::privacy::{FieldPath, Opening, Privacy, PrivacyError, Tombstone};
 use crate::registry::{self, ArtifactCheck, Policy, Refusal};
 use crate::state::{self, Snapshot, StateError};
 use std::sync::Arc;
@@ -95,6 +96,8 @@ pub struct Ledger {
     saved: std::sync::Mutex<(u64, Instant)>,
     /// The artifact store promotions are checked against, if any.
     blobs: Option<Arc<Blobs>>,
+    /// Refused and committed fields, and the private store.
+    privacy: Arc<Privacy>,
 }
 
 /// What `reconcile` found: every digest registry events name, re-hashed.
@@ -130,8 +133,19 @@ impl Ledger {
             registry: Mutex::new(tracked(snap.registry, size)),
             saved: std::sync::Mutex::new((u64::MAX, Instant::now())),
             blobs: None,
+            privacy: Arc::new(Privacy::none()),
             log,
         })
+    }
+
+    /// Apply these privacy rules (principals' ids, reveals, erasure).
+    pub fn with_privacy(mut self, privacy: Arc<Privacy>) -> Self {
+        self.privacy = privacy;
+        self
+    }
+
+    pub fn privacy(&self) -> &Arc<Privacy> {
+        &self.privacy
     }
 
     /// Check promotions against this artifact store.
@@ -365,6 +379,18 @@ impl Ledger {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| Error::Internal(e.to_string()))?;
         let token_id = uuid::Uuid::now_v7().to_string();
+        // A person's id enters the log as its commitment when user ids are
+        // committed to; the token then stands for that commitment.
+        let mut req = req;
+        if req.principal.kind == crate::audit::PrincipalKind::User
+            && self.privacy.actor_kind().is_some()
+        {
+            self.authenticate(token)
+                .await?
+                .require(crate::audit::Role::Admin)?;
+            event_check_id(&req.principal.id)?;
+            req.principal.id = self.user_id(&req.principal.id).await?;
+        }
         let mut secret = String::new();
         let (_, receipt) = self
             .change_access(token, |st, caller| {
@@ -586,6 +612,234 @@ impl Ledger {
             *s = (size, Instant::now());
         }
         Ok(size)
+    }
+}
+
+fn event_check_id(id: &str) -> Result<(), Error> {
+    crate::audit::event::check_id_text("principal.id", id)
+        .map_err(|e| Error::bad("bad_principal", e.to_string()))
+}
+
+/// The service error of a privacy failure.
+pub fn privacy_error(e: PrivacyError) -> Error {
+    match e {
+        PrivacyError::Refused(_) => Error::bad("pii_field", e.to_string()),
+        PrivacyError::Unfit { .. } => Error::bad("invalid_event", e.to_string()),
+        PrivacyError::UnknownSubject(_) | PrivacyError::UnknownCommitment(_) => {
+            Error::NotFound(e.to_string())
+        }
+        PrivacyError::Erased { .. } => Error::Erased(e.to_string()),
+        PrivacyError::Io(m) => Error::Internal(m),
+    }
+}
+
+/// A revealed value with the receipt of the entry that commits to it.
+pub struct Revealed {
+    pub field: String,
+    pub opening: Opening,
+    pub receipt: Receipt,
+    /// The index of the logged `access` event.
+    pub access_index: u64,
+}
+
+impl Ledger {
+    async fn private<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Privacy) -> Result<T, PrivacyError> + Send + 'static,
+    ) -> Result<T, Error> {
+        let p = self.privacy.clone();
+        tokio::task::spawn_blocking(move || f(&p))
+            .await
+            .map_err(|e| Error::Internal(format!("private store task: {e}")))?
+            .map_err(privacy_error)
+    }
+
+    /// The id a user has in the log (see [`Privacy::user_id`]).
+    pub async fn user_id(&self, id: &str) -> Result<String, Error> {
+        let id = id.to_string();
+        self.private(move |p| p.user_id(&id)).await
+    }
+
+    /// The id a user has in the log if it has one already (for searches:
+    /// never makes a commitment).
+    pub async fn known_user_id(&self, id: &str) -> Result<String, Error> {
+        let id = id.to_string();
+        self.private(move |p| match (p.actor_kind(), &p.store) {
+            (Some(kind), Some(store)) if id != crate::audit::vocab::ADMIN_PRINCIPAL => {
+                Ok(store.lookup(kind, &id)?.unwrap_or(id))
+            }
+            _ => Ok(id),
+        })
+        .await
+    }
+
+    /// Apply the privacy rules to a submitted event before it is prepared.
+    pub async fn apply_privacy(
+        &self,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        self.private(move |p| {
+            let mut event = event;
+            p.apply(&mut event).map(|()| event)
+        })
+        .await
+    }
+
+    /// Reveal the value entry `index` commits to at `field` (auditors and
+    /// admins). The reveal is logged as an `access` event before the value
+    /// is returned.
+    pub async fn reveal(&self, token: &str, index: u64, field: &str) -> Result<Revealed, Error> {
+        let caller = self.authenticate(token).await?;
+        if !(caller.has(crate::audit::Role::Auditor) || caller.has(crate::audit::Role::Admin)) {
+            return Err(Error::Forbidden(
+                "revealing a private value needs the auditor or admin role".into(),
+            ));
+        }
+        let path = FieldPath::parse(field).ok_or_else(|| {
+            Error::bad(
+                "bad_field",
+                format!("{field:?} is neither actor.id nor a metadata path"),
+            )
+        })?;
+        let log = self.log.clone();
+        let bytes = tokio::task::spawn_blocking(move || log.entry(index))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let event: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("entry {index}: {e}")))?;
+        let committed = path
+            .get(&event)
+            .and_then(|v| v.as_str())
+            .filter(|s| crate::privacy::parse_leaf_form(s).is_some())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "entry {index} holds no commitment at {field}: nothing to reveal"
+                ))
+            })?
+            .to_string();
+        let c = committed.clone();
+        let opening = self
+            .private(move |p| {
+                p.store
+                    .as_ref()
+                    .ok_or_else(|| PrivacyError::UnknownCommitment(c.clone()))?
+                    .reveal(&c)
+            })
+            .await?;
+        let rec = Record::new(Action::Access, Ref::new("private_value", &committed))
+            .meta(
+                "viewer",
+                serde_json::json!({"type": caller.principal.kind, "id": caller.principal.id}),
+            )
+            .meta("entry", index)
+            .meta("field", field);
+        let access = self.log.append(server_event(&rec)?).await?;
+        let log = self.log.clone();
+        let head = access.head.clone();
+        let receipt = tokio::task::spawn_blocking(move || log.receipt_at(index, head))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(Revealed {
+            field: field.to_string(),
+            opening,
+            receipt,
+            access_index: access.index,
+        })
+    }
+
+    /// Erase the private value of `subject` (`kind:value`; admins), or for
+    /// retention (`by` None). The value and its salt are deleted first,
+    /// then the erasure is logged with the commitment only.
+    pub async fn erase(
+        &self,
+        token: Option<&str>,
+        subject: &str,
+    ) -> Result<(Tombstone, Receipt), Error> {
+        let by = match token {
+            Some(t) => {
+                let caller = self.authenticate(t).await?;
+                caller.require(crate::audit::Role::Admin)?;
+                Some(caller.principal)
+            }
+            None => None,
+        };
+        if !subject.contains(':') {
+            return Err(Error::bad(
+                "bad_subject",
+                "a subject is kind:value, for example user:alice",
+            ));
+        }
+        let (s, reason) = (
+            subject.to_string(),
+            if by.is_some() { "request" } else { "retention" },
+        );
+        let t = self
+            .private(move |p| match &p.store {
+                Some(store) => store.erase(&s, reason),
+                None => Err(PrivacyError::UnknownSubject(s)),
+            })
+            .await?;
+        let receipt = self.log_erasure(&t, by.as_ref()).await?;
+        Ok((t, receipt))
+    }
+
+    async fn log_erasure(&self, t: &Tombstone, by: Option<&Principal>) -> Result<Receipt, Error> {
+        let mut rec = Record::new(Action::Erase, Ref::new("private_value", &t.commitment))
+            .meta("kind", t.kind.as_str())
+            .meta("reason", t.reason.as_str());
+        if let Some(p) = by {
+            rec = rec.meta(
+                "requested_by",
+                serde_json::json!({"type": p.kind, "id": p.id}),
+            );
+        }
+        let receipt = self.log.append(server_event(&rec)?).await?;
+        let (t, index) = (t.clone(), receipt.index);
+        self.private(move |p| match &p.store {
+            Some(store) => store.logged(&t, index),
+            None => Ok(()),
+        })
+        .await?;
+        Ok(receipt)
+    }
+
+    /// Log the erasures a crash interrupted (deleted, not yet logged).
+    pub async fn finish_erasures(&self) -> Result<usize, Error> {
+        let pending = self
+            .private(|p| match &p.store {
+                Some(store) => store.unlogged(),
+                None => Ok(Vec::new()),
+            })
+            .await?;
+        for t in &pending {
+            self.log_erasure(t, None).await?;
+        }
+        Ok(pending.len())
+    }
+
+    /// Erase every private value not used for `max_age`; returns how many.
+    pub async fn retain(&self, max_age: Duration) -> Result<usize, Error> {
+        let cutoff = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            .saturating_sub(max_age.as_secs());
+        let old = self
+            .private(move |p| match &p.store {
+                Some(store) => store.unused_since(cutoff),
+                None => Ok(Vec::new()),
+            })
+            .await?;
+        let mut n = 0;
+        for subject in old {
+            match self.erase(None, &subject).await {
+                Ok(_) => n += 1,
+                // Erased meanwhile by a request.
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
     }
 }
 

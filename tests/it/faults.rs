@@ -7,7 +7,7 @@
 use crate::common::*;
 use modeltrail::store::fault::Fault;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn health(s: &TestServer) -> u16 {
     s.get("/healthz").await.status().as_u16()
@@ -21,18 +21,6 @@ async fn audit(s: &TestServer) -> u64 {
         .await
         .unwrap();
     a.entries
-}
-
-/// Poll until `f` holds (bounded).
-async fn eventually(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen in {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // storage, the sequencer, derived state
     ("store", &["tree"]),
     ("artifacts", &["encoding", "fsutil"]),
+    ("privacy", &["audit", "fsutil"]),
     ("metrics", &["store"]),
     (
         "log",
@@ -43,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "error",
             "log",
+            "privacy",
             "registry",
             "state",
         ],
@@ -83,6 +85,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "log",
             "metrics",
             "note",
+            "privacy",
             "registry",
             "serve",
             "state",

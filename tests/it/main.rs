@@ -15,6 +15,7 @@ mod http;
 mod interop;
 mod layers;
 mod models;
+mod privacy;
 mod properties;
 mod registry;
 mod scenario;

@@ -180,3 +180,15 @@ pub async fn grant(s: &TestServer, kind: &str, id: &str, roles: &[&str]) -> (Str
     assert_eq!(status, 201, "{v}");
     (v["token"].as_str().unwrap().to_string(), v)
 }
+
+/// Poll until `f` holds (bounded).
+pub async fn eventually(what: &str, limit: std::time::Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen in {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
