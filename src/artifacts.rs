@@ -1,22 +1,35 @@
-//! Content-addressed artifact blobs, as files in the data directory
-//! (`artifacts/sha256/<2 hex>/<64 hex>`), never in RocksDB.
+//! Content-addressed artifact blobs, never in RocksDB: files in the data
+//! directory (`artifacts/sha256/<2 hex>/<64 hex>`, the default), or objects
+//! in an S3-compatible bucket (`<prefix>sha256/<64 hex>`).
 //!
 //! A blob is written once under its SHA-256 digest and never overwritten
-//! or deleted through this module: an upload streams into a private
-//! temporary file while it is hashed (bounded memory whatever the size),
-//! is refused and removed if the digest differs, and otherwise is synced
-//! and linked into place with a call that fails rather than replace
-//! (`link(2)`), then the directory is synced. The same bytes again are a
-//! no-op; concurrent uploads of one digest both succeed and leave one
-//! file; an upload cut off halfway leaves nothing visible.
+//! or deleted through this module; an upload is hashed as it streams
+//! (bounded memory whatever the size) and becomes visible only if it
+//! hashes to its digest.
+//!
+//! - **Local**: the upload streams into a private temporary file, is
+//!   refused and removed if the digest differs, and otherwise is synced and
+//!   linked into place with a call that fails rather than replace
+//!   (`link(2)`), then the directory is synced.
+//! - **Bucket**: the upload streams into a multipart upload (parts of
+//!   5 MiB, at most two in flight), which is completed only if the digest
+//!   matches and aborted otherwise; an incomplete multipart upload is
+//!   never visible as an object.
+//!
+//! Either way the same bytes again are a no-op, concurrent uploads of one
+//! digest both succeed and leave one blob (for a bucket, the same bytes
+//! written twice), and an upload cut off halfway leaves nothing visible.
 //!
 //! What this module does not do: authenticate, log, or decide policy.
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// Largest blob accepted, unless configured otherwise (64 GiB).
@@ -37,6 +50,9 @@ pub enum BlobError {
     CutOff(String),
     #[error("no blob sha256:{0}")]
     NotFound(String),
+    /// The bucket did not answer, or answered with an error.
+    #[error("the artifact bucket failed: {0}")]
+    Backend(String),
     #[error("{0}")]
     Io(String),
 }
@@ -74,11 +90,53 @@ pub struct Stored {
     pub size: u64,
 }
 
-/// The blob directory.
+/// Where blobs live.
+#[derive(Debug)]
+enum Backend {
+    /// `<root>/sha256/<2 hex>/<hex>`, temporary files in `<root>/tmp`.
+    Local(PathBuf),
+    /// `<prefix>sha256/<hex>` in a bucket.
+    Bucket {
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        name: String,
+    },
+}
+
+/// An S3-compatible bucket. Credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`),
+/// never from a file the server writes or logs.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    pub bucket: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`); AWS if absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Keys start with this (`modeltrail/`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Allow a plain-HTTP endpoint (a local test server).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// The blob store.
 #[derive(Debug)]
 pub struct Blobs {
-    root: PathBuf,
+    backend: Backend,
     max_bytes: u64,
+}
+
+/// Part size of bucket uploads, and how many may be in flight: the memory
+/// an upload to a bucket holds is about their product.
+const PART_BYTES: usize = 5 << 20;
+const PARTS_IN_FLIGHT: usize = 2;
+
+fn bucket_error(e: object_store::Error) -> BlobError {
+    BlobError::Backend(e.to_string())
 }
 
 impl Blobs {
@@ -95,7 +153,43 @@ impl Blobs {
             }
         }
         Ok(Blobs {
-            root: root.to_path_buf(),
+            backend: Backend::Local(root.to_path_buf()),
+            max_bytes,
+        })
+    }
+
+    /// Blobs in a bucket.
+    pub fn bucket(cfg: &BucketConfig, max_bytes: u64) -> Result<Blobs, BlobError> {
+        // No overall time limit (a blob can take long to stream), but a
+        // connection must open in 5 s and a silent one fails after 60 s;
+        // a failing request is retried at most 3 times within 15 s.
+        let options = object_store::ClientOptions::new()
+            .with_allow_http(cfg.allow_http)
+            .with_timeout_disabled()
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_read_timeout(std::time::Duration::from_secs(60));
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(15),
+            ..Default::default()
+        };
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&cfg.bucket)
+            .with_client_options(options)
+            .with_retry(retry);
+        if let Some(e) = &cfg.endpoint {
+            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+        }
+        if let Some(r) = &cfg.region {
+            b = b.with_region(r);
+        }
+        let store = b.build().map_err(bucket_error)?;
+        Ok(Blobs {
+            backend: Backend::Bucket {
+                store: Arc::new(store),
+                prefix: cfg.prefix.clone(),
+                name: format!("s3://{}/{}", cfg.bucket, cfg.prefix),
+            },
             max_bytes,
         })
     }
@@ -104,20 +198,101 @@ impl Blobs {
         self.max_bytes
     }
 
-    /// Where the blob with this digest lives (the digest is checked).
-    pub fn path(&self, hex: &str) -> Result<PathBuf, BlobError> {
-        parse_digest(hex).ok_or(BlobError::BadDigest)?;
-        Ok(self.root.join("sha256").join(&hex[..2]).join(hex))
+    /// Where the blobs are: `local` or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Local(_) => "local".into(),
+            Backend::Bucket { name, .. } => name.clone(),
+        }
+    }
+
+    /// Check a digest (64 lowercase hex digits).
+    pub fn check(&self, hex: &str) -> Result<(), BlobError> {
+        parse_digest(hex).map(|_| ()).ok_or(BlobError::BadDigest)
+    }
+
+    /// Where the blob with this digest lives in a local store (the digest
+    /// is checked); `None` for a bucket.
+    pub fn path(&self, hex: &str) -> Result<Option<PathBuf>, BlobError> {
+        self.check(hex)?;
+        Ok(match &self.backend {
+            Backend::Local(root) => Some(root.join("sha256").join(&hex[..2]).join(hex)),
+            Backend::Bucket { .. } => None,
+        })
+    }
+
+    fn key(prefix: &str, hex: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{prefix}sha256/{hex}"))
     }
 
     /// Size of a stored blob.
-    pub fn size(&self, hex: &str) -> Result<u64, BlobError> {
-        match std::fs::metadata(self.path(hex)?) {
-            Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(BlobError::NotFound(hex.to_string()))
+    pub async fn size(&self, hex: &str) -> Result<u64, BlobError> {
+        self.check(hex)?;
+        match &self.backend {
+            Backend::Local(_) => {
+                let path = self.path(hex)?.ok_or(BlobError::BadDigest)?;
+                match tokio::fs::metadata(path).await {
+                    Ok(m) => Ok(m.len()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(BlobError::NotFound(hex.to_string()))
+                    }
+                    Err(e) => Err(io(e)),
+                }
             }
-            Err(e) => Err(io(e)),
+            Backend::Bucket { store, prefix, .. } => {
+                match store.head(&Self::key(prefix, hex)).await {
+                    Ok(m) => Ok(m.size),
+                    Err(object_store::Error::NotFound { .. }) => {
+                        Err(BlobError::NotFound(hex.to_string()))
+                    }
+                    Err(e) => Err(bucket_error(e)),
+                }
+            }
+        }
+    }
+
+    /// `len` bytes of a stored blob from `start`, as a stream.
+    pub async fn read(
+        &self,
+        hex: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, BlobError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        self.check(hex)?;
+        match &self.backend {
+            Backend::Local(_) => {
+                let path = self.path(hex)?.ok_or(BlobError::BadDigest)?;
+                let mut file = match tokio::fs::File::open(&path).await {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(BlobError::NotFound(hex.to_string()))
+                    }
+                    Err(e) => return Err(io(e)),
+                };
+                if start > 0 {
+                    file.seek(std::io::SeekFrom::Start(start))
+                        .await
+                        .map_err(io)?;
+                }
+                Ok(tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024).boxed())
+            }
+            Backend::Bucket { store, prefix, .. } => {
+                let opts = object_store::GetOptions {
+                    range: Some(object_store::GetRange::Bounded(start..start + len)),
+                    ..Default::default()
+                };
+                let r = match store.get_opts(&Self::key(prefix, hex), opts).await {
+                    Ok(r) => r,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(BlobError::NotFound(hex.to_string()))
+                    }
+                    Err(e) => return Err(bucket_error(e)),
+                };
+                Ok(r.into_stream()
+                    .map(|c| c.map_err(std::io::Error::other))
+                    .boxed())
+            }
         }
     }
 
@@ -127,7 +302,85 @@ impl Blobs {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
-        let dest = self.path(hex)?;
+        self.check(hex)?;
+        match &self.backend {
+            Backend::Local(root) => self.put_local(root, hex, body).await,
+            Backend::Bucket { store, prefix, .. } => {
+                self.put_bucket(store.as_ref(), &Self::key(prefix, hex), hex, body)
+                    .await
+            }
+        }
+    }
+
+    async fn put_bucket<S, E>(
+        &self,
+        store: &dyn ObjectStore,
+        key: &object_store::path::Path,
+        hex: &str,
+        body: S,
+    ) -> Result<Stored, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        match store.head(key).await {
+            Ok(m) => {
+                drain(body, self.max_bytes).await?;
+                return Ok(Stored {
+                    created: false,
+                    size: m.size,
+                });
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(bucket_error(e)),
+        }
+        let upload = store.put_multipart(key).await.map_err(bucket_error)?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = std::pin::pin!(body);
+        let failed = loop {
+            let Some(chunk) = body.next().await else {
+                break None;
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => break Some(BlobError::CutOff(e.to_string())),
+            };
+            size += chunk.len() as u64;
+            if size > self.max_bytes {
+                break Some(BlobError::TooLarge(self.max_bytes));
+            }
+            hasher.update(&chunk);
+            if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                break Some(bucket_error(e));
+            }
+            w.write(&chunk);
+        };
+        let failed = failed.or_else(|| {
+            let actual = hex::encode(hasher.finalize());
+            (actual != hex).then(|| BlobError::Mismatch {
+                expected: hex.to_string(),
+                actual,
+            })
+        });
+        if let Some(e) = failed {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.finish().await.map_err(bucket_error)?;
+        Ok(Stored {
+            created: true,
+            size,
+        })
+    }
+
+    async fn put_local<S, E>(&self, root: &Path, hex: &str, body: S) -> Result<Stored, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let dest = root.join("sha256").join(&hex[..2]).join(hex);
         if let Ok(m) = tokio::fs::metadata(&dest).await {
             // Already stored: read the body to its end (bounded), keep the
             // blob as it is.
@@ -137,8 +390,7 @@ impl Blobs {
                 size: m.len(),
             });
         }
-        let tmp = self
-            .root
+        let tmp = root
             .join("tmp")
             .join(format!("{hex}.{}", uuid::Uuid::now_v7()));
         let result = self.write_temp(&tmp, hex, body).await;
@@ -212,15 +464,42 @@ impl Blobs {
         Ok(size)
     }
 
-    /// Hash a stored blob again (blocking; reads it whole, in chunks).
-    pub fn rehash(&self, hex: &str) -> Result<Rehash, BlobError> {
-        let path = self.path(hex)?;
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Rehash::Missing),
-            Err(e) => return Err(io(e)),
+    /// Hash a stored blob again, reading it whole in chunks.
+    pub async fn rehash(&self, hex: &str) -> Result<Rehash, BlobError> {
+        self.check(hex)?;
+        let (actual, size) = match &self.backend {
+            Backend::Local(_) => {
+                let path = self.path(hex)?.ok_or(BlobError::BadDigest)?;
+                let r = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+                    Ok(mut f) => hash_reader(&mut f, &|_| {}).map(Some),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .await
+                .map_err(|e| BlobError::Io(e.to_string()))?
+                .map_err(io)?;
+                match r {
+                    Some(r) => r,
+                    None => return Ok(Rehash::Missing),
+                }
+            }
+            Backend::Bucket { store, prefix, .. } => {
+                let r = match store.get(&Self::key(prefix, hex)).await {
+                    Ok(r) => r,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(Rehash::Missing),
+                    Err(e) => return Err(bucket_error(e)),
+                };
+                let mut stream = r.into_stream();
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                while let Some(c) = stream.next().await {
+                    let c = c.map_err(bucket_error)?;
+                    size += c.len() as u64;
+                    hasher.update(&c);
+                }
+                (hex::encode(hasher.finalize()), size)
+            }
         };
-        let (actual, size) = hash_reader(&mut f, &|_| {}).map_err(io)?;
         Ok(if actual == hex {
             Rehash::Ok { size }
         } else {
@@ -327,7 +606,7 @@ mod tests {
                 size: 11
             }
         );
-        assert_eq!(blobs.rehash(&d).unwrap(), Rehash::Ok { size: 11 });
+        assert_eq!(blobs.rehash(&d).await.unwrap(), Rehash::Ok { size: 11 });
         // Again: a no-op.
         let s = blobs.put(&d, stream(vec![b"hello world"])).await.unwrap();
         assert!(!s.created);
@@ -338,7 +617,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, BlobError::Mismatch { .. }), "{e}");
-        assert_eq!(blobs.rehash(&other).unwrap(), Rehash::Missing);
+        assert_eq!(blobs.rehash(&other).await.unwrap(), Rehash::Missing);
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
@@ -353,7 +632,7 @@ mod tests {
         ]);
         let e = blobs.put(&other, cut).await.unwrap_err();
         assert!(matches!(e, BlobError::CutOff(_)), "{e}");
-        assert_eq!(blobs.rehash(&other).unwrap(), Rehash::Missing);
+        assert_eq!(blobs.rehash(&other).await.unwrap(), Rehash::Missing);
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
@@ -366,8 +645,11 @@ mod tests {
             );
         }
         // A changed file is found by rehashing.
-        std::fs::write(blobs.path(&d).unwrap(), b"tampered").unwrap();
-        assert!(matches!(blobs.rehash(&d).unwrap(), Rehash::Mismatch { .. }));
+        std::fs::write(blobs.path(&d).unwrap().unwrap(), b"tampered").unwrap();
+        assert!(matches!(
+            blobs.rehash(&d).await.unwrap(),
+            Rehash::Mismatch { .. }
+        ));
     }
 
     #[tokio::test]
@@ -387,7 +669,7 @@ mod tests {
             created += t.await.unwrap().created as u32;
         }
         assert!(created >= 1);
-        assert_eq!(blobs.rehash(&d).unwrap(), Rehash::Ok { size: 10 });
+        assert_eq!(blobs.rehash(&d).await.unwrap(), Rehash::Ok { size: 10 });
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0

@@ -90,6 +90,9 @@ pub struct FileArtifacts {
     /// A URL posted the reconciliation report (JSON) when it finds a
     /// missing or mismatched blob.
     pub webhook: Option<String>,
+    /// `[artifacts.s3]`: keep blobs in this S3-compatible bucket instead
+    /// of the data directory.
+    pub s3: Option<crate::artifacts::BucketConfig>,
 }
 
 /// The artifact store's settings.
@@ -98,6 +101,8 @@ pub struct ArtifactConfig {
     pub max_blob_bytes: u64,
     pub reconcile_interval: Option<Duration>,
     pub webhook: Option<String>,
+    /// A bucket instead of `<data-dir>/artifacts`.
+    pub bucket: Option<crate::artifacts::BucketConfig>,
 }
 
 /// `[witnessing]`: the witnesses asked to cosign each new checkpoint.
@@ -325,6 +330,7 @@ impl ServerConfig {
                     .filter(|s| *s > 0)
                     .map(Duration::from_secs),
                 webhook: file.artifacts.webhook.clone(),
+                bucket: file.artifacts.s3.clone(),
             },
             snapshots: SnapshotPolicy {
                 interval: Duration::from_secs(l.snapshot_interval_secs.unwrap_or(10).max(1)),
@@ -553,10 +559,13 @@ pub async fn start_on(
         .map_err(|e| ServerError::Config(format!("loading the derived state: {e}")))??
     };
     let blobs = Arc::new(
-        crate::artifacts::Blobs::open(
-            &cfg.data_dir.join("artifacts"),
-            cfg.artifacts.max_blob_bytes,
-        )
+        match &cfg.artifacts.bucket {
+            Some(b) => crate::artifacts::Blobs::bucket(b, cfg.artifacts.max_blob_bytes),
+            None => crate::artifacts::Blobs::open(
+                &cfg.data_dir.join("artifacts"),
+                cfg.artifacts.max_blob_bytes,
+            ),
+        }
         .map_err(|e| ServerError::Config(format!("the artifact store: {e}")))?,
     );
     let privacy = crate::privacy::Privacy {

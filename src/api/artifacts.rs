@@ -19,7 +19,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 fn blob_error(e: BlobError) -> Error {
     match e {
@@ -32,6 +31,7 @@ fn blob_error(e: BlobError) -> Error {
         BlobError::NoSpace => Error::InsufficientStorage(e.to_string()),
         BlobError::CutOff(_) => Error::bad("upload_cut_off", e.to_string()),
         BlobError::NotFound(_) => Error::NotFound(e.to_string()),
+        BlobError::Backend(_) => Error::Unavailable(e.to_string()),
         BlobError::Io(m) => Error::Internal(m),
     }
 }
@@ -73,7 +73,7 @@ async fn admit_upload(
     headers: &HeaderMap,
 ) -> Result<Arc<Blobs>, Error> {
     let blobs = store(st)?;
-    blobs.path(digest).map_err(blob_error)?;
+    blobs.check(digest).map_err(blob_error)?;
     let caller = st.ledger.authenticate(bearer(headers)?).await?;
     caller.require(Role::Submitter)?;
     if let Some(len) = headers
@@ -145,9 +145,9 @@ pub(super) async fn head(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let blobs = store(&st)?;
-    blobs.path(&digest).map_err(blob_error)?;
+    blobs.check(&digest).map_err(blob_error)?;
     st.ledger.authenticate(bearer(&headers)?).await?;
-    let size = blobs.size(&digest).map_err(blob_error)?;
+    let size = blobs.size(&digest).await.map_err(blob_error)?;
     let mut r = StatusCode::OK.into_response();
     common_headers(r.headers_mut(), &digest);
     r.headers_mut()
@@ -163,9 +163,9 @@ pub(super) async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let blobs = store(&st)?;
-    let path = blobs.path(&digest).map_err(blob_error)?;
+    blobs.check(&digest).map_err(blob_error)?;
     let caller = st.ledger.authenticate(bearer(&headers)?).await?;
-    let size = blobs.size(&digest).map_err(blob_error)?;
+    let size = blobs.size(&digest).await.map_err(blob_error)?;
     let range_header = match headers.get(header::RANGE) {
         Some(v) => Some(
             v.to_str()
@@ -175,20 +175,12 @@ pub(super) async fn download(
     };
     let range = parse_range(range_header, size)
         .map_err(|message| Error::RangeNotSatisfiable { size, message })?;
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::Internal(format!("opening {digest}: {e}")))?;
-    st.ledger.record_access(&caller, &digest, range).await?;
     let (start, len) = match range {
         Some((a, b)) => (a, b - a + 1),
         None => (0, size),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| Error::Internal(format!("seeking {digest}: {e}")))?;
-    }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024);
+    let stream = blobs.read(&digest, start, len).await.map_err(blob_error)?;
+    st.ledger.record_access(&caller, &digest, range).await?;
     let mut r = Response::new(Body::from_stream(stream));
     common_headers(r.headers_mut(), &digest);
     r.headers_mut()

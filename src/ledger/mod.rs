@@ -159,10 +159,9 @@ impl Ledger {
         let Some(blobs) = self.blobs.clone() else {
             return Ok(ArtifactCheck::Missing);
         };
-        let d = digest.to_string();
-        let r = tokio::task::spawn_blocking(move || blobs.rehash(&d))
+        let r = blobs
+            .rehash(digest)
             .await
-            .map_err(|e| Error::Internal(format!("re-hash task: {e}")))?
             .map_err(|e| Error::Internal(format!("re-hashing {digest}: {e}")))?;
         Ok(match r {
             Rehash::Ok { .. } => ArtifactCheck::Verified,
@@ -223,7 +222,8 @@ impl Ledger {
             problems.push((digest, events, r));
         }
         let missing = problems.iter().filter(|p| p.2 == Rehash::Missing).count();
-        let rec = Record::new(Action::Reconcile, Ref::new("artifact_store", "local"))
+        let store = self.blobs.as_ref().map_or("none".into(), |b| b.describe());
+        let rec = Record::new(Action::Reconcile, Ref::new("artifact_store", store))
             .meta("checked", named.len() as u64)
             .meta("missing", missing as u64)
             .meta("mismatched", (problems.len() - missing) as u64)

@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod artifacts;
 mod audit;
+mod bucket;
 mod durability;
 mod faults;
 mod hostile;

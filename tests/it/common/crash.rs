@@ -29,6 +29,11 @@ pub fn spawn(bin: &str, data: &Path) -> Server {
 
 /// The same, with more arguments for `serve`.
 pub fn spawn_with(bin: &str, data: &Path, extra: &[&str]) -> Server {
+    spawn_env(bin, data, extra, &[])
+}
+
+/// The same, with more environment variables.
+pub fn spawn_env(bin: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -40,6 +45,7 @@ pub fn spawn_with(bin: &str, data: &Path, extra: &[&str]) -> Server {
         ])
         .arg(data)
         .args(extra)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
