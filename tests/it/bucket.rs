@@ -48,11 +48,7 @@ fn moto_server() -> String {
 }
 
 async fn start_moto(http: &reqwest::Client) -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(moto_server())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -74,6 +70,47 @@ async fn start_moto(http: &reqwest::Client) -> Moto {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     moto
+}
+
+/// The real server with its blobs in `bucket` at `endpoint` (`prefix` for
+/// keys): the server, its data directory and its admin token.
+fn serve_on_bucket(
+    dir: &std::path::Path,
+    endpoint: &str,
+    prefix: &str,
+) -> (crash::Server, std::path::PathBuf, String) {
+    let config = dir.join("modeltrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[artifacts.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{endpoint}\"\n\
+             region = \"us-east-1\"\nprefix = \"{prefix}\"\nallow_http = true\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let server = crash::spawn_env(
+        BIN,
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (server, data, admin)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn noise(n: usize) -> Vec<u8> {
@@ -110,31 +147,8 @@ async fn artifacts_live_in_an_s3_bucket() {
         .is_success());
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("modeltrail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[artifacts.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-             prefix = \"mt/\"\nallow_http = true\n",
-            moto.url
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let mut server = crash::spawn_env(
-        BIN,
-        &data,
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
+    let (mut server, data, admin) = serve_on_bucket(dir.path(), &moto.url, "mt/");
     let base = server.base.clone();
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
     let r: Value = http
         .post(format!("{base}/v1/admin/tokens"))
         .bearer_auth(&admin)
@@ -316,35 +330,9 @@ async fn artifacts_live_in_an_s3_bucket() {
 /// error, not a hang or a panic, and the server keeps serving the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_bucket_is_an_error_not_a_hang() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("modeltrail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[artifacts.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"http://127.0.0.1:{port}\"\n\
-             region = \"us-east-1\"\nallow_http = true\n"
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let mut server = crash::spawn_env(
-        BIN,
-        &data,
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let (mut server, _, admin) = serve_on_bucket(dir.path(), &endpoint, "");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
