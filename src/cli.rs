@@ -494,3 +494,209 @@ pub async fn reveal(client: &Client, index: u64, field: &str) -> Result<wire::Re
 pub async fn erase(client: &Client, subject: &str) -> Result<wire::Erased, AuditError> {
     client.erase(subject).await.map_err(fetch_error)
 }
+
+/// `reconcile mlflow`: what MLflow's registry and the log's state say,
+/// compared.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct MlflowReconcile {
+    pub tracking_uri: String,
+    /// The log's state covered this many entries.
+    pub tree_size: u64,
+    pub models: u64,
+    pub versions: u64,
+    pub differences: Vec<crate::mlflow::Difference>,
+    /// With `--append`: the index of the logged `reconcile` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_index: Option<u64>,
+}
+
+/// Most models and versions read from MLflow (pages of 100 and 1000).
+const MLFLOW_MAX: usize = 100_000;
+
+async fn mlflow_get(
+    http: &reqwest::Client,
+    url: reqwest::Url,
+) -> Result<serde_json::Value, AuditError> {
+    let r = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| AuditError::Fetch(ClientError::Http(e)))?;
+    let status = r.status();
+    let body = r
+        .bytes()
+        .await
+        .map_err(|e| AuditError::Fetch(ClientError::Http(e)))?;
+    if !status.is_success() {
+        return Err(AuditError::Fetch(ClientError::Status {
+            status: status.as_u16(),
+            code: None,
+            message: format!("MLflow {}: {}", url.path(), String::from_utf8_lossy(&body)),
+        }));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| Failure::Malformed(format!("MLflow {}: {e}", url.path())).into())
+}
+
+/// Every registered model of an MLflow tracking server, with its versions
+/// and aliases, through MLflow's REST API (paged, bounded).
+pub async fn mlflow_models(
+    tracking_uri: &str,
+) -> Result<Vec<crate::mlflow::MlflowModel>, AuditError> {
+    use serde_json::Value;
+    let base = reqwest::Url::parse(tracking_uri.trim_end_matches('/'))
+        .map_err(|e| Failure::Malformed(format!("--tracking-uri: {e}")))?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| AuditError::Fetch(ClientError::Http(e)))?;
+    let endpoint = |path: &str| {
+        let mut u = base.clone();
+        u.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+        u
+    };
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut models = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut u = endpoint("/api/2.0/mlflow/registered-models/search");
+        u.query_pairs_mut().append_pair("max_results", "100");
+        if let Some(t) = &token {
+            u.query_pairs_mut().append_pair("page_token", t);
+        }
+        let page = mlflow_get(&http, u).await?;
+        for m in page["registered_models"].as_array().into_iter().flatten() {
+            let aliases = m["aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| (text(a, "alias"), text(a, "version")))
+                .collect();
+            models.push(crate::mlflow::MlflowModel {
+                name: text(m, "name"),
+                versions: Vec::new(),
+                aliases,
+            });
+        }
+        token = page["next_page_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if token.is_none() || models.len() > MLFLOW_MAX {
+            break;
+        }
+    }
+    let mut total = 0usize;
+    for m in &mut models {
+        let mut token: Option<String> = None;
+        loop {
+            let mut u = endpoint("/api/2.0/mlflow/model-versions/search");
+            let filter = format!("name='{}'", m.name.replace('\'', "\\'"));
+            u.query_pairs_mut()
+                .append_pair("filter", &filter)
+                .append_pair("max_results", "1000");
+            if let Some(t) = &token {
+                u.query_pairs_mut().append_pair("page_token", t);
+            }
+            let page = mlflow_get(&http, u).await?;
+            for v in page["model_versions"].as_array().into_iter().flatten() {
+                m.versions
+                    .push((text(v, "version"), text(v, "current_stage")));
+                total += 1;
+            }
+            token = page["next_page_token"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() || total > MLFLOW_MAX {
+                break;
+            }
+        }
+        if total > MLFLOW_MAX {
+            return Err(Failure::Malformed(format!(
+                "MLflow holds more than {MLFLOW_MAX} model versions; reconcile fewer at a time"
+            ))
+            .into());
+        }
+    }
+    Ok(models)
+}
+
+/// The log's models and versions, as its state says (paged).
+async fn logged_models(
+    client: &Client,
+) -> Result<(Vec<crate::mlflow::LoggedModel>, u64), AuditError> {
+    let mut out = Vec::new();
+    let mut start = 0u64;
+    let mut tree_size = 0u64;
+    loop {
+        let page: wire::ModelPage = client
+            .get_json(&format!("/v1/models?start={start}&limit=1000"))
+            .await
+            .map_err(fetch_error)?;
+        tree_size = tree_size.max(page.tree_size);
+        for m in page.models {
+            let d: wire::ModelDetail = client
+                .get_json(&format!("/v1/models/{}", urlencode(&m.name)))
+                .await
+                .map_err(fetch_error)?;
+            tree_size = tree_size.max(d.tree_size);
+            out.push(crate::mlflow::LoggedModel {
+                name: d.name,
+                versions: d
+                    .versions
+                    .into_iter()
+                    .map(|v| (v.version, v.stage))
+                    .collect(),
+            });
+        }
+        match page.next_start {
+            Some(n) if n > start => start = n,
+            _ => break,
+        }
+    }
+    Ok((out, tree_size))
+}
+
+fn urlencode(s: &str) -> String {
+    let mut u = reqwest::Url::parse("http://localhost/").expect("a constant URL");
+    u.path_segments_mut().expect("a base URL").push(s);
+    u.path().trim_start_matches('/').to_string()
+}
+
+/// `reconcile mlflow`: compare MLflow's registry with the log's state; with
+/// `append`, log a `reconcile` event with the counts and the tree size the
+/// state covered. The report, and whether they agree.
+pub async fn reconcile_mlflow(
+    client: &Client,
+    tracking_uri: &str,
+    aliases: &std::collections::BTreeMap<String, crate::registry::Stage>,
+    append: bool,
+) -> Result<(MlflowReconcile, bool), AuditError> {
+    let theirs = mlflow_models(tracking_uri).await?;
+    let (ours, tree_size) = logged_models(client).await?;
+    let differences = crate::mlflow::compare(&theirs, &ours, aliases);
+    let mut report = MlflowReconcile {
+        tracking_uri: tracking_uri.to_string(),
+        tree_size,
+        models: theirs.len() as u64,
+        versions: theirs.iter().map(|m| m.versions.len() as u64).sum(),
+        differences,
+        reconcile_index: None,
+    };
+    if append {
+        let r = client
+            .record_reconciliation(&wire::Reconciled {
+                source: "mlflow".into(),
+                target: tracking_uri.to_string(),
+                checked: report.versions,
+                differences: report.differences.len() as u64,
+                tree_size,
+            })
+            .await
+            .map_err(fetch_error)?;
+        report.reconcile_index = Some(r.index);
+    }
+    let clean = report.differences.is_empty();
+    Ok((report, clean))
+}

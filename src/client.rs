@@ -260,28 +260,45 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("reveal: {e}")))
     }
 
+    /// POST `/v1/admin/reconciled` (admin or auditor token): log a
+    /// reconciliation's counts; the receipt of its `reconcile` event.
+    pub async fn record_reconciliation(
+        &self,
+        r: &wire::Reconciled,
+    ) -> Result<wire::Receipt, ClientError> {
+        self.post_json("/v1/admin/reconciled", r).await
+    }
+
     /// POST `/v1/admin/erase` (admin token).
     pub async fn erase(&self, subject: &str) -> Result<wire::Erased, ClientError> {
+        let req = wire::EraseRequest {
+            subject: subject.to_string(),
+        };
+        self.post_json("/v1/admin/erase", &req).await
+    }
+
+    /// POST a JSON body with the token; the JSON answer (small: a receipt
+    /// at most).
+    async fn post_json<B: serde::Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ClientError> {
         let mut req = self
             .http
-            .post(format!("{}/v1/admin/erase", self.base))
+            .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
-            .body(
-                serde_json::to_vec(&wire::EraseRequest {
-                    subject: subject.to_string(),
-                })
-                .map_err(|e| ClientError::Decode(e.to_string()))?,
-            );
+            .body(serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let body = read_limited(resp, MAX_RECEIPT, "/v1/admin/erase").await?;
+        let body = read_limited(resp, MAX_RECEIPT, path).await?;
         if !(200..300).contains(&status) {
             return Err(status_error(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("erase: {e}")))
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("{path}: {e}")))
     }
 
     /// GET a path below the base URL.

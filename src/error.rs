@@ -38,6 +38,13 @@ pub enum Error {
     /// 401.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 401 for a request authenticated otherwise than by a bearer token
+    /// (a signed webhook), with a stable code.
+    #[error("{message}")]
+    NotAuthentic { code: &'static str, message: String },
+    /// 409: a signed delivery that was already recorded.
+    #[error("{0}")]
+    Replayed(String),
     /// 403: authenticated, but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),

@@ -26,6 +26,7 @@ pub mod fsutil;
 pub mod ledger;
 pub mod log;
 pub mod metrics;
+pub mod mlflow;
 pub mod monitor;
 pub mod note;
 pub mod privacy;

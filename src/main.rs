@@ -95,6 +95,8 @@ enum Cmd {
     Reconcile {
         #[command(flatten)]
         conn: ConnArgs,
+        #[command(subcommand)]
+        what: Option<ReconcileCmd>,
     },
     /// Reveal the private value an entry commits to (auditor or admin
     /// token; the reveal is logged), as JSON that `verify reveal` checks
@@ -129,6 +131,29 @@ enum Cmd {
     Report {
         #[command(subcommand)]
         what: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReconcileCmd {
+    /// Compare an MLflow tracking server's registered models, versions,
+    /// aliases and stages (its REST API) with the log's state and print
+    /// every difference (JSON). Exit 0 they agree, 1 differences, 2 bad
+    /// input or refused, 3 unreachable.
+    Mlflow {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The MLflow tracking server.
+        #[arg(long)]
+        tracking_uri: String,
+        /// An alias and the stage it stands for (champion=production);
+        /// repeat. As in the server's `[integrations.mlflow.aliases]`.
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Log a `reconcile` event with the counts and the tree size
+        /// compared (admin or auditor token).
+        #[arg(long)]
+        append: bool,
     },
 }
 
@@ -507,25 +532,38 @@ fn main() -> ExitCode {
         Cmd::Sign { what } => sign(what),
         Cmd::Reindex { data_dir } => return reindex(&data_dir),
         Cmd::Artifact { what } => return artifact(&rt, what),
-        Cmd::Reconcile { conn } => {
+        Cmd::Reconcile {
+            what:
+                Some(ReconcileCmd::Mlflow {
+                    conn,
+                    tracking_uri,
+                    aliases,
+                    append,
+                }),
+            ..
+        } => {
+            let r = rt.block_on(async {
+                let mut map = std::collections::BTreeMap::new();
+                for a in &aliases {
+                    let stage = a
+                        .split_once('=')
+                        .and_then(|(alias, st)| {
+                            Some((alias, modeltrail::registry::Stage::parse(st)?))
+                        })
+                        .ok_or_else(|| {
+                            AuditError::from(modeltrail::verify::Failure::Malformed(format!(
+                                "--alias {a:?}: use ALIAS=STAGE (champion=production)"
+                            )))
+                        })?;
+                    map.insert(stage.0.to_string(), stage.1);
+                }
+                cli::reconcile_mlflow(&conn.client()?, &tracking_uri, &map, append).await
+            });
+            return print_report(r);
+        }
+        Cmd::Reconcile { conn, what: None } => {
             let r = rt.block_on(async { cli::reconcile(&conn.client()?).await });
-            return match r {
-                Ok((report, clean)) => {
-                    match serde_json::to_string_pretty(&report) {
-                        Ok(t) => println!("{t}"),
-                        Err(e) => eprintln!("error: {e}"),
-                    }
-                    if clean {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("FAIL: {e}");
-                    ExitCode::from(e.exit_code() as u8)
-                }
-            };
+            return print_report(r);
         }
         Cmd::Reveal {
             conn,
@@ -781,6 +819,28 @@ fn policy(t: &TrustArgs) -> Result<Policy, AuditError> {
         t.min_witnesses,
         t.max_cosignature_age,
     )?)
+}
+
+/// Print a reconciliation report as JSON: exit 0 clean, 1 differences,
+/// else the error's code.
+fn print_report(r: Result<(impl serde::Serialize, bool), AuditError>) -> ExitCode {
+    match r {
+        Ok((report, clean)) => {
+            match serde_json::to_string_pretty(&report) {
+                Ok(t) => println!("{t}"),
+                Err(e) => eprintln!("error: {e}"),
+            }
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("FAIL: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
 }
 
 /// Print the outcome on one line and turn it into the exit code.

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub table_reader_bytes: Gauge,
     pub witnessed_size: Gauge,
     pub witness_failures: Counter,
+    /// MLflow webhook deliveries accepted, and those ignored (event types
+    /// this log does not record).
+    pub mlflow_deliveries: Counter,
+    pub mlflow_ignored: Counter,
 }
 
 impl Default for Metrics {
@@ -42,6 +46,8 @@ impl Default for Metrics {
             table_reader_bytes: Gauge::default(),
             witnessed_size: Gauge::default(),
             witness_failures: Counter::default(),
+            mlflow_deliveries: Counter::default(),
+            mlflow_ignored: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -94,6 +100,16 @@ impl Default for Metrics {
             "witness_failures",
             "Witness requests that did not return a valid cosignature",
             m.witness_failures.clone(),
+        );
+        registry.register(
+            "mlflow_deliveries",
+            "MLflow webhook deliveries verified and recorded",
+            m.mlflow_deliveries.clone(),
+        );
+        registry.register(
+            "mlflow_ignored",
+            "MLflow webhook deliveries of event types this log does not record",
+            m.mlflow_ignored.clone(),
         );
         registry.register(
             "storage_block_cache_bytes",

@@ -46,6 +46,98 @@ pub struct FileConfig {
     /// `[privacy]`: fields no event may carry.
     #[serde(default)]
     pub privacy: FilePrivacy,
+    /// `[integrations.mlflow]`: MLflow's registry webhooks.
+    #[serde(default)]
+    pub integrations: FileIntegrations,
+}
+
+/// `[integrations]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIntegrations {
+    pub mlflow: Option<FileMlflow>,
+}
+
+/// `[integrations.mlflow]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMlflow {
+    /// The webhook's secret (as given to MLflow's `create_webhook`), or
+    /// better `secret_file`: an owner-only file holding it.
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// An owner-only file holding the bearer token the events are appended
+    /// with (a service principal with the submitter and deployer roles).
+    /// Read at each delivery.
+    pub token_file: PathBuf,
+    /// Deliveries signed longer ago (or further ahead) than this are
+    /// refused (default 300).
+    pub max_age_secs: Option<u64>,
+    /// MLflow alias → stage a promotion goes to (`champion =
+    /// "production"`); other aliases are logged as `alias_set`.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for FileMlflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileMlflow")
+            .field("secret_file", &self.secret_file)
+            .field("token_file", &self.token_file)
+            .field("aliases", &self.aliases)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[integrations.mlflow]`, checked; the secret is never printed.
+#[derive(Clone)]
+pub struct MlflowConfig {
+    pub secret: Vec<u8>,
+    pub token_file: PathBuf,
+    pub max_age: Duration,
+    pub aliases: std::collections::BTreeMap<String, crate::registry::Stage>,
+}
+
+impl std::fmt::Debug for MlflowConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlflowConfig")
+            .field("token_file", &self.token_file)
+            .field("max_age", &self.max_age)
+            .field("aliases", &self.aliases)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mlflow_config(m: &FileMlflow) -> Result<MlflowConfig, ServerError> {
+    let secret = match (&m.secret, &m.secret_file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(p)) => crate::fsutil::read_secret(p)?,
+        _ => {
+            return Err(ServerError::Config(
+                "integrations.mlflow: give exactly one of secret and secret_file".into(),
+            ))
+        }
+    };
+    if secret.is_empty() {
+        return Err(ServerError::Config(
+            "integrations.mlflow: the secret is empty".into(),
+        ));
+    }
+    let mut aliases = std::collections::BTreeMap::new();
+    for (alias, stage) in &m.aliases {
+        let st = crate::registry::Stage::parse(stage).ok_or_else(|| {
+            ServerError::Config(format!(
+                "integrations.mlflow.aliases: {stage:?} (for {alias:?}) is not a stage"
+            ))
+        })?;
+        aliases.insert(alias.clone(), st);
+    }
+    Ok(MlflowConfig {
+        secret: secret.into_bytes(),
+        token_file: m.token_file.clone(),
+        max_age: Duration::from_secs(m.max_age_secs.unwrap_or(300).max(1)),
+        aliases,
+    })
 }
 
 /// `[privacy]`.
@@ -196,6 +288,8 @@ pub struct ServerConfig {
     pub private_reads: bool,
     /// `[privacy]`: refused fields, committed fields and retention.
     pub privacy: PrivacyConfig,
+    /// `[integrations.mlflow]`, if set.
+    pub mlflow: Option<MlflowConfig>,
 }
 
 /// What `[privacy]` says, checked.
@@ -318,6 +412,12 @@ impl ServerConfig {
             registry: file.registry.unwrap_or_default(),
             private_reads: file.read.require_token,
             privacy: privacy_config(&file.privacy)?,
+            mlflow: file
+                .integrations
+                .mlflow
+                .as_ref()
+                .map(mlflow_config)
+                .transpose()?,
             artifacts: ArtifactConfig {
                 max_blob_bytes: file
                     .artifacts
@@ -602,6 +702,14 @@ pub async fn start_on(
     state = state
         .with_blobs(blobs, cfg.artifacts.webhook.clone())
         .with_private_reads(cfg.private_reads);
+    if let Some(m) = &cfg.mlflow {
+        state = state.with_mlflow(api::MlflowHook::new(
+            m.secret.clone(),
+            m.token_file.clone(),
+            m.max_age,
+            m.aliases.clone(),
+        ));
+    }
     let collector = match &cfg.witnessing {
         Some(w) => {
             let c = Collector::start(log.clone(), w.clone())

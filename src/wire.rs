@@ -324,6 +324,32 @@ pub struct Reveal {
     pub access_index: u64,
 }
 
+/// The answer to an MLflow webhook delivery: the receipts of what it
+/// appended, or the MLflow event type it ignored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MlflowDelivery {
+    pub delivery_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    #[serde(default)]
+    pub receipts: Vec<Receipt>,
+}
+
+/// `POST /v1/admin/reconciled`: a reconciliation against another system,
+/// done by an auditor's tool, to be logged as a `reconcile` event.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconciled {
+    /// What was compared with the log: `mlflow`.
+    pub source: String,
+    /// Where it is (a tracking URI).
+    pub target: String,
+    pub checked: u64,
+    pub differences: u64,
+    /// The tree size of the log state it was compared with.
+    pub tree_size: u64,
+}
+
 /// `POST /v1/admin/erase`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -138,3 +138,30 @@ pub(super) async fn service_keys(
         keys: keys.iter().map(key).collect(),
     }))
 }
+
+/// `POST /v1/admin/reconciled` (admin or auditor): log the counts of a
+/// reconciliation against another system (`modeltrail reconcile mlflow
+/// --append`) as a `reconcile` event; its receipt.
+pub(super) async fn reconciled(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<wire::Receipt>, ApiError> {
+    let t = bearer(&headers)?;
+    st.ledger.authenticate(t).await?;
+    let r: wire::Reconciled = read_json(body).await?;
+    let receipt_ = st
+        .ledger
+        .record_reconciliation(
+            t,
+            &r.source,
+            &r.target,
+            [
+                ("checked", r.checked),
+                ("differences", r.differences),
+                ("tree_size", r.tree_size),
+            ],
+        )
+        .await?;
+    Ok(Json(receipt(&receipt_, None)?))
+}

@@ -31,6 +31,8 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::NotAuthentic { code, .. } => (StatusCode::UNAUTHORIZED, *code),
+            Error::Replayed(_) => (StatusCode::CONFLICT, "replayed"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
             Error::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),

@@ -5,7 +5,6 @@ use super::{bearer, blocking, receipt, ApiError, AppState, MAX_BODY_BYTES};
 use crate::audit::event::{self, EventError};
 use crate::error::Error;
 use crate::ledger::Submitted;
-use crate::wire;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -72,17 +71,7 @@ pub(super) async fn append(
         Submitted::Denied {
             reasons,
             receipt: deny,
-        } => {
-            let body = wire::ErrorBody {
-                error: wire::ErrorDetail {
-                    code: "denied".into(),
-                    message: format!("refused by the registry's rules: {}", reasons.join("; ")),
-                    reasons,
-                },
-                deny_receipt: Some(receipt(&deny, None)?),
-            };
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
-        }
+        } => return Ok(super::denied(reasons, &deny)?),
     };
     let status = if r.created {
         StatusCode::CREATED

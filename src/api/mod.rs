@@ -18,11 +18,13 @@ mod error;
 mod events;
 pub mod extract;
 mod log;
+mod mlflow;
 mod privacy;
 mod registry;
 
 pub use artifacts::run_reconcile;
 pub use error::ApiError;
+pub use mlflow::MlflowHook;
 
 use crate::error::Error;
 use crate::ledger::Ledger;
@@ -88,6 +90,8 @@ pub struct AppState {
     /// Whether reads other than the checkpoint, tiles and health need a
     /// token (of any role).
     private_reads: bool,
+    /// MLflow webhooks, when configured.
+    mlflow: Option<Arc<MlflowHook>>,
 }
 
 impl AppState {
@@ -102,7 +106,14 @@ impl AppState {
             blobs: None,
             webhook: None,
             private_reads: false,
+            mlflow: None,
         }
+    }
+
+    /// Accept MLflow webhook deliveries.
+    pub fn with_mlflow(mut self, hook: MlflowHook) -> Self {
+        self.mlflow = Some(Arc::new(hook));
+        self
     }
 
     /// Require a token for every read but `/checkpoint`, tiles and
@@ -237,9 +248,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{name}", get(registry::model))
         .route("/v1/search", get(registry::search))
         .route("/v1/trace/{kind}/{id}", get(registry::trace))
+        // integrations
+        .route("/v1/integrations/mlflow", post(mlflow::deliver))
         // private values
         .route("/v1/reveal", get(privacy::reveal))
         .route("/v1/admin/erase", post(privacy::erase))
+        .route("/v1/admin/reconciled", post(admin::reconciled))
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
         .method_not_allowed_fallback(|| async { ApiError::from(Error::MethodNotAllowed) })
         .layer(axum::middleware::from_fn_with_state(timeout, time_limit))
@@ -299,6 +313,28 @@ fn receipt(r: &crate::log::Receipt, witnessed: Option<bool>) -> Result<wire::Rec
         tlog_proof: r.tlog_proof(),
         witnessed,
     })
+}
+
+/// The 422 answer to a submission the registry refused, with the receipt
+/// of the logged `deny`.
+fn denied(
+    reasons: Vec<String>,
+    deny: &crate::log::Receipt,
+) -> Result<axum::response::Response, Error> {
+    use axum::response::IntoResponse;
+    let body = wire::ErrorBody {
+        error: wire::ErrorDetail {
+            code: "denied".into(),
+            message: format!("refused by the registry's rules: {}", reasons.join("; ")),
+            reasons,
+        },
+        deny_receipt: Some(receipt(deny, None)?),
+    };
+    Ok((
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 /// An entry as it travels.

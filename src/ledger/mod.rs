@@ -803,6 +803,37 @@ impl Ledger {
         Ok(receipt)
     }
 
+    /// Log a reconciliation an auditor's tool made against another system
+    /// (admins and auditors): a `reconcile` event with its counts, the tree
+    /// size compared and who reported it.
+    pub async fn record_reconciliation(
+        &self,
+        token: &str,
+        source: &str,
+        target: &str,
+        counts: [(&str, u64); 3],
+    ) -> Result<Receipt, Error> {
+        let caller = self.authenticate(token).await?;
+        if !(caller.has(crate::audit::Role::Admin) || caller.has(crate::audit::Role::Auditor)) {
+            return Err(Error::Forbidden(
+                "recording a reconciliation needs the admin or auditor role".into(),
+            ));
+        }
+        if source != "mlflow" {
+            return Err(Error::bad("bad_source", "the only source is mlflow"));
+        }
+        crate::audit::event::check_lineage_ref(source, target)
+            .map_err(|e| Error::bad("bad_target", e.to_string()))?;
+        let mut rec = Record::new(Action::Reconcile, Ref::new(source, target)).meta(
+            "reported_by",
+            serde_json::json!({"type": caller.principal.kind, "id": caller.principal.id}),
+        );
+        for (k, v) in counts {
+            rec = rec.meta(k, v);
+        }
+        self.log.append(server_event(&rec)?).await
+    }
+
     /// Log the erasures a crash interrupted (deleted, not yet logged).
     pub async fn finish_erasures(&self) -> Result<usize, Error> {
         let pending = self

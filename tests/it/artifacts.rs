@@ -62,14 +62,7 @@ fn tmp_files(s: &TestServer) -> usize {
 }
 
 async fn accesses(s: &TestServer) -> Vec<Value> {
-    let (status, r) = s.get_json("/v1/search?action=access").await;
-    assert_eq!(status, 200, "{r}");
-    r["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].clone())
-        .collect()
+    events_at(s, "/v1/search?action=access").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod interop;
 mod layers;
+mod mlflow;
 mod models;
 mod privacy;
 mod properties;

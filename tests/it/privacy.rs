@@ -132,14 +132,7 @@ async fn reveal(s: &TestServer, token: Option<String>, q: String) -> (u16, Value
 }
 
 async fn all_entries(s: &TestServer) -> Vec<Value> {
-    let (status, page) = s.get_json("/v1/entries?start=0&limit=1000").await;
-    assert_eq!(status, 200);
-    page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].clone())
-        .collect()
+    events_at(s, "/v1/entries?start=0&limit=1000").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,3 +192,15 @@ pub async fn eventually(what: &str, limit: std::time::Duration, mut f: impl Asyn
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The events of a page read from `path` (entries or search results).
+pub async fn events_at(s: &TestServer, path: &str) -> Vec<Value> {
+    let (status, r) = s.get_json(path).await;
+    assert_eq!(status, 200, "{path}: {r}");
+    r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect()
+}
