@@ -79,7 +79,8 @@ pub struct Opening {
     pub commitment: String,
     /// Unix seconds.
     pub first_seen: u64,
-    /// Unix seconds, updated at most once a day.
+    /// Unix seconds, updated at most once an hour
+    /// ([`LAST_USED_GRANULARITY`]).
     pub last_used: u64,
 }
 
@@ -107,7 +108,10 @@ enum Pointer {
     Live { file: String },
 }
 
-const DAY: u64 = 86_400;
+/// `last_used` is rewritten at most this often, so it may be this much
+/// older than the true last use; retention adds it to the window, so a
+/// value is never erased before it has really gone unused that long.
+pub const LAST_USED_GRANULARITY: u64 = 3_600;
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -174,7 +178,7 @@ impl PrivateStore {
         let subject = format!("{kind}:{value}");
         let (name, path) = self.subject_file(&subject);
         if let Some(o) = Self::read_opening(&path)? {
-            if now().saturating_sub(o.last_used) >= DAY {
+            if now().saturating_sub(o.last_used) >= LAST_USED_GRANULARITY {
                 let _g = self.lock();
                 // Read again under the lock: it may have been erased.
                 if let Some(mut o) = Self::read_opening(&path)? {

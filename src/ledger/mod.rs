@@ -850,11 +850,14 @@ impl Ledger {
 
     /// Erase every private value not used for `max_age`; returns how many.
     pub async fn retain(&self, max_age: Duration) -> Result<usize, Error> {
+        // A recorded last use can be up to the granularity older than the
+        // real one: wait that much longer rather than erase a value in use.
         let cutoff = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
-            .saturating_sub(max_age.as_secs());
+            .saturating_sub(max_age.as_secs())
+            .saturating_sub(crate::privacy::LAST_USED_GRANULARITY);
         let old = self
             .private(move |p| match &p.store {
                 Some(store) => store.unused_since(cutoff),
