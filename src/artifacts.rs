@@ -277,6 +277,8 @@ impl Blobs {
                 }
                 Ok(tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024).boxed())
             }
+            // An empty range is no request at all (S3 refuses one).
+            Backend::Bucket { .. } if len == 0 => Ok(futures_util::stream::empty().boxed()),
             Backend::Bucket { store, prefix, .. } => {
                 let opts = object_store::GetOptions {
                     range: Some(object_store::GetRange::Bounded(start..start + len)),
@@ -368,7 +370,16 @@ impl Blobs {
             let _ = w.abort().await;
             return Err(e);
         }
-        w.finish().await.map_err(bucket_error)?;
+        if size == 0 {
+            // A multipart upload needs a part; an empty blob is one put.
+            let _ = w.abort().await;
+            store
+                .put(key, object_store::PutPayload::default())
+                .await
+                .map_err(bucket_error)?;
+        } else {
+            w.finish().await.map_err(bucket_error)?;
+        }
         Ok(Stored {
             created: true,
             size,

@@ -220,6 +220,25 @@ async fn artifacts_live_in_an_s3_bucket() {
         "a multipart upload was left: {pending}"
     );
 
+    // An empty blob is a blob too.
+    let empty = hex::encode(Sha256::digest(b""));
+    let r = http
+        .put(format!("{base}/v1/artifacts/sha256/{empty}"))
+        .bearer_auth(&ci)
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .get(format!("{base}/v1/artifacts/sha256/{empty}"))
+        .bearer_auth(&ci)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
+
     // Downloads: a range through the API, the whole through the CLI.
     let part = http
         .get(format!("{base}/v1/artifacts/sha256/{hex}"))
