@@ -82,6 +82,30 @@ pub fn sign(secret: &[u8], delivery_id: &str, timestamp: &str, body: &[u8]) -> S
     )
 }
 
+/// The integration's settings (`[integrations.mlflow]`, checked). The
+/// secret is never printed.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub secret: Vec<u8>,
+    /// The owner-only file holding the bearer token the events are
+    /// appended with, read at each delivery.
+    pub token_file: std::path::PathBuf,
+    /// Deliveries signed further than this from now are refused.
+    pub max_age: std::time::Duration,
+    /// MLflow alias → the stage a promotion goes to.
+    pub aliases: BTreeMap<String, Stage>,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("token_file", &self.token_file)
+            .field("max_age", &self.max_age)
+            .field("aliases", &self.aliases)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a delivery becomes.
 #[derive(Debug, PartialEq)]
 pub enum Mapped {

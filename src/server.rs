@@ -89,24 +89,8 @@ impl std::fmt::Debug for FileMlflow {
     }
 }
 
-/// `[integrations.mlflow]`, checked; the secret is never printed.
-#[derive(Clone)]
-pub struct MlflowConfig {
-    pub secret: Vec<u8>,
-    pub token_file: PathBuf,
-    pub max_age: Duration,
-    pub aliases: std::collections::BTreeMap<String, crate::registry::Stage>,
-}
-
-impl std::fmt::Debug for MlflowConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlflowConfig")
-            .field("token_file", &self.token_file)
-            .field("max_age", &self.max_age)
-            .field("aliases", &self.aliases)
-            .finish_non_exhaustive()
-    }
-}
+/// `[integrations.mlflow]`, checked.
+pub use crate::mlflow::WebhookSettings as MlflowConfig;
 
 fn mlflow_config(m: &FileMlflow) -> Result<MlflowConfig, ServerError> {
     let secret = match (&m.secret, &m.secret_file) {
@@ -703,12 +687,7 @@ pub async fn start_on(
         .with_blobs(blobs, cfg.artifacts.webhook.clone())
         .with_private_reads(cfg.private_reads);
     if let Some(m) = &cfg.mlflow {
-        state = state.with_mlflow(api::MlflowHook::new(
-            m.secret.clone(),
-            m.token_file.clone(),
-            m.max_age,
-            m.aliases.clone(),
-        ));
+        state = state.with_mlflow(api::MlflowHook::new(m.clone()));
     }
     let collector = match &cfg.witnessing {
         Some(w) => {

@@ -17,55 +17,30 @@ use super::{receipt, ApiError, AppState, MAX_BODY_BYTES};
 use crate::audit::event;
 use crate::error::Error;
 use crate::ledger::Submitted;
-use crate::mlflow::{self, Mapped, WebhookError};
-use crate::registry::Stage;
+use crate::mlflow::{self, Mapped, WebhookError, WebhookSettings};
 use crate::wire;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// Most delivery ids remembered (those of the last `max_age`).
 const MAX_REMEMBERED: usize = 100_000;
 
 /// The integration's settings and the delivery ids it has seen.
+#[derive(Debug)]
 pub struct MlflowHook {
-    secret: Vec<u8>,
-    /// The bearer token the events are appended with, read at each
-    /// delivery (so it can be granted after start and rotated).
-    token_file: PathBuf,
-    max_age: Duration,
-    aliases: BTreeMap<String, Stage>,
+    settings: WebhookSettings,
     seen: Mutex<HashMap<String, u64>>,
 }
 
-impl std::fmt::Debug for MlflowHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlflowHook")
-            .field("token_file", &self.token_file)
-            .field("max_age", &self.max_age)
-            .field("aliases", &self.aliases)
-            .finish_non_exhaustive()
-    }
-}
-
 impl MlflowHook {
-    pub fn new(
-        secret: Vec<u8>,
-        token_file: PathBuf,
-        max_age: Duration,
-        aliases: BTreeMap<String, Stage>,
-    ) -> Self {
+    pub fn new(settings: WebhookSettings) -> Self {
         MlflowHook {
-            secret,
-            token_file,
-            max_age,
-            aliases,
+            settings,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -118,8 +93,14 @@ pub(super) async fn deliver(
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Error::TooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
-    mlflow::verify_signature(&hook.secret, &delivery, &timestamp, &bytes, &signature)
-        .map_err(webhook_error)?;
+    mlflow::verify_signature(
+        &hook.settings.secret,
+        &delivery,
+        &timestamp,
+        &bytes,
+        &signature,
+    )
+    .map_err(webhook_error)?;
     let now = now_secs();
     let stale = |message: String| Error::NotAuthentic {
         code: "stale",
@@ -128,10 +109,10 @@ pub(super) async fn deliver(
     let sent: u64 = timestamp
         .parse()
         .map_err(|_| stale(format!("the timestamp {timestamp:?} is not unix seconds")))?;
-    if sent.abs_diff(now) > hook.max_age.as_secs() {
+    if sent.abs_diff(now) > hook.settings.max_age.as_secs() {
         return Err(stale(format!(
             "the delivery was signed at {sent}, more than {} s from now ({now})",
-            hook.max_age.as_secs()
+            hook.settings.max_age.as_secs()
         ))
         .into());
     }
@@ -146,7 +127,7 @@ pub(super) async fn deliver(
     };
     if remember {
         let mut seen = hook.seen();
-        let horizon = now.saturating_sub(hook.max_age.as_secs() + 60);
+        let horizon = now.saturating_sub(hook.settings.max_age.as_secs() + 60);
         if seen.len() >= MAX_REMEMBERED {
             seen.retain(|_, t| *t >= horizon);
         }
@@ -164,8 +145,13 @@ async fn record(
     delivery: &str,
     bytes: &[u8],
 ) -> Result<Response, ApiError> {
-    let mapped = mlflow::map(bytes, delivery, &hook.aliases, &event::now_rfc3339())
-        .map_err(webhook_error)?;
+    let mapped = mlflow::map(
+        bytes,
+        delivery,
+        &hook.settings.aliases,
+        &event::now_rfc3339(),
+    )
+    .map_err(webhook_error)?;
     let events = match mapped {
         Mapped::Ignored(kind) => {
             st.log.metrics().mlflow_ignored.inc();
@@ -182,7 +168,7 @@ async fn record(
         Mapped::Events(e) => e,
     };
     let token = {
-        let path = hook.token_file.clone();
+        let path = hook.settings.token_file.clone();
         tokio::task::spawn_blocking(move || crate::fsutil::read_secret(&path))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?

@@ -275,17 +275,18 @@ async fn artifacts_live_in_an_s3_bucket() {
     assert_eq!(std::fs::read(&back).unwrap(), model);
 
     // Reconciliation re-hashes what the bucket holds.
-    let register = json!({"action": "register", "actor": {"type": "service", "id": "ci"},
-        "timestamp": "2025-05-05T14:03:00Z",
-        "subject": {"type": "model_version", "id": "fraud:v1"},
-        "integrity": {"artifact_sha256": hex}});
-    let r = http
-        .post(format!("{base}/v1/events"))
-        .bearer_auth(&ci)
-        .json(&register)
-        .send()
-        .await
-        .unwrap();
+    // `version` registered by ci, naming `digest` as its artifact.
+    let register = |version: &str, digest: &str| {
+        let e = json!({"action": "register", "actor": {"type": "service", "id": "ci"},
+            "timestamp": "2025-05-05T14:03:00Z",
+            "subject": {"type": "model_version", "id": version},
+            "integrity": {"artifact_sha256": digest}});
+        http.post(format!("{base}/v1/events"))
+            .bearer_auth(&ci)
+            .json(&e)
+            .send()
+    };
+    let r = register("fraud:v1", &hex).await.unwrap();
     assert_eq!(r.status(), 201);
     let reconcile = || run(&["reconcile", "--server", &base, "--token", &admin]);
     let (code, out, err) = reconcile();
@@ -323,16 +324,7 @@ async fn artifacts_live_in_an_s3_bucket() {
     );
     // A version whose artifact never reached the bucket: missing.
     let never = hex::encode(Sha256::digest(b"never uploaded"));
-    let mut register2 = register.clone();
-    register2["subject"]["id"] = json!("fraud:v2");
-    register2["integrity"]["artifact_sha256"] = json!(never);
-    let r = http
-        .post(format!("{base}/v1/events"))
-        .bearer_auth(&ci)
-        .json(&register2)
-        .send()
-        .await
-        .unwrap();
+    let r = register("fraud:v2", &never).await.unwrap();
     assert_eq!(r.status(), 201);
     let (code, out, _) = reconcile();
     assert_eq!(code, Some(1), "{out}");

@@ -88,6 +88,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ledger",
             "log",
             "metrics",
+            "mlflow",
             "note",
             "privacy",
             "registry",

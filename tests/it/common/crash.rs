@@ -161,6 +161,28 @@ pub struct Acked {
     pub leaf: [u8; 32],
 }
 
+/// GET a JSON answer.
+async fn fetch<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The acknowledged event `id` with leaf `leaf` is at `index` among the
+/// entries `stored`, read back from index `from` of a log of `size`.
+fn found_at(
+    stored: &[(String, [u8; 32])],
+    from: u64,
+    size: u64,
+    index: u64,
+    id: &str,
+    leaf: &[u8; 32],
+) {
+    let (got, got_leaf) = stored
+        .get((index - from) as usize)
+        .unwrap_or_else(|| panic!("acknowledged index {index} lost: head is {size}"));
+    assert_eq!(got, id, "entry {index} changed");
+    assert_eq!(got_leaf, leaf);
+}
+
 /// Read entries `from..to` back in pages: each embedded event is its leaf's
 /// exact bytes. Returns each entry's event id and leaf hash.
 async fn read_entries(
@@ -172,14 +194,8 @@ async fn read_entries(
     let mut stored: Vec<(String, [u8; 32])> = Vec::with_capacity((to - from) as usize);
     while from + (stored.len() as u64) < to {
         let at = from + stored.len() as u64;
-        let page: wire::EntryPage = http
-            .get(format!("{base}/v1/entries?start={at}&limit=1000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: wire::EntryPage =
+            fetch(http, &format!("{base}/v1/entries?start={at}&limit=1000")).await;
         assert!(!page.entries.is_empty(), "no entries from {at} below {to}");
         for e in page.entries {
             if e.index >= to {
@@ -233,11 +249,7 @@ pub async fn check_after_restart(
             "acknowledged at {} although the head was already {from} before",
             a.index
         );
-        let (id, leaf) = stored.get((a.index - from) as usize).unwrap_or_else(|| {
-            panic!("acknowledged index {} lost: head is {}", a.index, head.size)
-        });
-        assert_eq!(id, &a.event_id, "entry {} changed", a.index);
-        assert_eq!(leaf, &a.leaf);
+        found_at(&stored, from, head.size, a.index, &a.event_id, &a.leaf);
     }
     for old in prev.into_iter().chain(new_seen) {
         assert!(
@@ -249,17 +261,14 @@ pub async fn check_after_restart(
         if old.size == 0 {
             continue;
         }
-        let p: wire::ConsistencyProof = http
-            .get(format!(
+        let p: wire::ConsistencyProof = fetch(
+            &http,
+            &format!(
                 "{}/v1/proof/consistency?old_size={}&new_size={}",
                 server.base, old.size, head.size
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
         let proof = wire::unhex(&p.proof);
         verify_consistency(old.size, head.size, &proof, &old.root, &head.root)
             .expect("checkpoint forked");
@@ -273,11 +282,7 @@ async fn check_whole_log(server: &Server, head: &Checkpoint, acked: &[Acked]) {
     let http = reqwest::Client::new();
     let stored = read_entries(&http, &server.base, 0, head.size).await;
     for a in acked {
-        let (id, leaf) = stored.get(a.index as usize).unwrap_or_else(|| {
-            panic!("acknowledged index {} lost: head is {}", a.index, head.size)
-        });
-        assert_eq!(id, &a.event_id, "entry {} changed", a.index);
-        assert_eq!(leaf, &a.leaf);
+        found_at(&stored, 0, head.size, a.index, &a.event_id, &a.leaf);
     }
 }
 
