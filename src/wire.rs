@@ -35,6 +35,19 @@ impl<'de> Deserialize<'de> for Hex32 {
     }
 }
 
+/// In the API description: a string of 64 lowercase hex digits.
+impl utoipa::PartialSchema for Hex32 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("A SHA-256 hash, 64 lowercase hex digits"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Hex32 {}
+
 /// Hashes as they travel.
 pub fn hexes(hashes: &[Hash32]) -> Vec<Hex32> {
     hashes.iter().copied().map(Hex32).collect()
@@ -61,12 +74,13 @@ pub fn raw_event(bytes: &[u8]) -> Result<RawEvent, NotJson> {
 }
 
 /// The answer to an append, and `GET /v1/receipt`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub index: u64,
     pub tree_size: u64,
     pub leaf_hash: Hex32,
     pub event_id: String,
+    #[schema(value_type = Object)]
     pub event: RawEvent,
     pub checkpoint: String,
     pub inclusion_proof: Vec<Hex32>,
@@ -78,15 +92,16 @@ pub struct Receipt {
 }
 
 /// `GET /v1/entries/{index}` and `GET /v1/events/{event_id}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entry {
     pub index: u64,
     pub leaf_hash: Hex32,
+    #[schema(value_type = Object)]
     pub event: RawEvent,
 }
 
 /// `GET /v1/entries?start=&limit=`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryPage {
     pub start: u64,
     pub tree_size: u64,
@@ -94,7 +109,7 @@ pub struct EntryPage {
 }
 
 /// `GET /v1/proof/inclusion`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InclusionProof {
     pub index: u64,
     pub tree_size: u64,
@@ -103,7 +118,7 @@ pub struct InclusionProof {
 }
 
 /// `GET /v1/proof/consistency`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConsistencyProof {
     pub old_size: u64,
     pub new_size: u64,
@@ -111,7 +126,7 @@ pub struct ConsistencyProof {
 }
 
 /// `GET /v1/log`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogInfo {
     pub origin: String,
     pub verifier_key: String,
@@ -124,14 +139,14 @@ pub struct LogInfo {
     pub witnessed: Option<WitnessedHead>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WitnessedHead {
     pub tree_size: u64,
     pub checkpoint: String,
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, or why not.
     pub status: String,
@@ -141,14 +156,14 @@ pub struct Health {
 /// Every error answer: `{"error": {"code", "message"}}`; a refusal by the
 /// registry's rules also lists its reasons and carries the receipt of the
 /// logged `deny` event.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_receipt: Option<Receipt>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -158,7 +173,7 @@ pub struct ErrorDetail {
 
 /// A token's record (never its secret, except once in the answer that
 /// made it), with the receipt of the event that changed it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Token {
     pub token_id: String,
     pub principal: Principal,
@@ -177,27 +192,27 @@ pub struct Token {
 }
 
 /// `GET /v1/admin/tokens`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<Token>,
 }
 
 /// `PATCH /v1/admin/tokens/{token_id}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoles {
     pub roles: Vec<String>,
 }
 
 /// `POST /v1/keys`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     pub public_key: String,
 }
 
 /// A registered key.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Key {
     pub public_key: String,
     pub registered_at: String,
@@ -205,7 +220,7 @@ pub struct Key {
 }
 
 /// The answer to `POST /v1/keys`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyRegistered {
     pub service: String,
     pub public_key: String,
@@ -215,25 +230,26 @@ pub struct KeyRegistered {
 }
 
 /// `GET /v1/keys/{service}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyList {
     pub service: String,
     pub keys: Vec<Key>,
 }
 
 /// One entry found by `GET /v1/search`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub index: u64,
     /// With `type` and `id` in the query: `subject` or `related`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     pub leaf_hash: Hex32,
+    #[schema(value_type = Object)]
     pub event: RawEvent,
 }
 
 /// `GET /v1/search`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchPage {
     pub tree_size: u64,
     /// Where the next page starts, if there is one.
@@ -242,7 +258,7 @@ pub struct SearchPage {
 }
 
 /// `GET /v1/models`: registered models by name, paged.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelPage {
     pub tree_size: u64,
     pub models: Vec<ModelSummary>,
@@ -250,7 +266,7 @@ pub struct ModelPage {
     pub next_start: Option<u64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelSummary {
     pub name: String,
     /// The version id in production, if any.
@@ -259,7 +275,7 @@ pub struct ModelSummary {
 }
 
 /// `GET /v1/models/{name}`: one model's versions as the log says.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelDetail {
     pub name: String,
     pub production: Option<String>,
@@ -267,7 +283,7 @@ pub struct ModelDetail {
     pub versions: Vec<VersionSummary>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionSummary {
     /// `name:version`.
     pub id: String,
@@ -283,7 +299,7 @@ pub struct VersionSummary {
 }
 
 /// `PUT /v1/artifacts/sha256/{digest}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArtifactStored {
     /// `sha256:<hex>`.
     pub digest: String,
@@ -294,7 +310,7 @@ pub struct ArtifactStored {
 
 /// `POST /v1/admin/reconcile` and `modeltrail reconcile`: every blob the
 /// registry's events name, re-hashed.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReconcileReport {
     /// The log size whose events were read.
     pub tree_size: u64,
@@ -308,7 +324,7 @@ pub struct ReconcileReport {
 /// `GET /v1/reveal?index=&field=` and `modeltrail reveal`: a private
 /// value, its salt, and a receipt for the entry that commits to it; with
 /// the log's key, checked offline by `modeltrail verify reveal`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reveal {
     /// Where in the event: `actor.id` or `metadata.<path>`.
     pub field: String,
@@ -326,7 +342,7 @@ pub struct Reveal {
 
 /// The answer to an MLflow webhook delivery: the receipts of what it
 /// appended, or the MLflow event type it ignored.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MlflowDelivery {
     pub delivery_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,7 +353,7 @@ pub struct MlflowDelivery {
 
 /// `POST /v1/admin/reconciled`: a reconciliation against another system,
 /// done by an auditor's tool, to be logged as a `reconcile` event.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reconciled {
     /// What was compared with the log: `mlflow`.
@@ -351,7 +367,7 @@ pub struct Reconciled {
 }
 
 /// `POST /v1/admin/erase`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
     /// `kind:value`, for example `user:alice`.
@@ -359,7 +375,7 @@ pub struct EraseRequest {
 }
 
 /// The answer to an erasure: what the log keeps of it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Erased {
     pub commitment: String,
     pub kind: String,
@@ -367,7 +383,7 @@ pub struct Erased {
     pub erase_index: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobProblem {
     /// `sha256:<hex>`.
     pub digest: String,
@@ -383,7 +399,7 @@ pub const APPROVAL_CHAIN_FORMAT: &str = "modeltrail-approval-chain/v1";
 
 /// `modeltrail report approval-chain`: every event of one model version,
 /// each with its inclusion proof against one signed checkpoint.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalChain {
     pub format: String,
@@ -394,7 +410,7 @@ pub struct ApprovalChain {
     pub items: Vec<ChainItem>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainItem {
     pub index: u64,
@@ -405,12 +421,13 @@ pub struct ChainItem {
     pub timestamp: String,
     pub detail: String,
     pub leaf_hash: Hex32,
+    #[schema(value_type = Object)]
     pub event: RawEvent,
     pub inclusion_proof: Vec<Hex32>,
 }
 
 /// An entry's inclusion proof in a named tree.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryProof {
     pub index: u64,
     pub leaf_hash: Hex32,
@@ -420,7 +437,7 @@ pub struct EntryProof {
 /// `GET /v1/models/{name}/versions/{version}`: the version's state as the
 /// registry derives it, with the tree size it covers and, on request, each
 /// event's inclusion proof against one signed checkpoint.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     #[serde(flatten)]
     pub state: crate::registry::Version,
@@ -442,14 +459,14 @@ pub struct ModelVersion {
 }
 
 /// A witness's `GET /healthz`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WitnessHealth {
     pub status: String,
     pub verifier_key: String,
     pub logs: Vec<WitnessedLog>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WitnessedLog {
     pub origin: String,
     /// The size of the last checkpoint it cosigned for this log.
@@ -466,7 +483,7 @@ pub const TRACE_FORMAT_V1: &str = "modeltrail-trace/v1";
 
 /// The model version that served the start of a trace, as the log says:
 /// the latest `deploy` of the deployment the start entry names, before it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServedBy {
     pub model_version: String,
@@ -480,7 +497,7 @@ pub struct ServedBy {
 /// `GET /v1/trace/{type}/{id}`: a lineage trace bundle, verified offline by
 /// [`crate::trace::check`]. A file format as much as an answer, so it is
 /// read strictly.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceBundle {
     pub format: String,
@@ -497,7 +514,7 @@ pub struct TraceBundle {
     pub served_by: Option<ServedBy>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceNode {
     #[serde(rename = "type")]
@@ -517,10 +534,11 @@ impl TraceNode {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceEntry {
     pub index: u64,
+    #[schema(value_type = Object)]
     pub event: RawEvent,
     /// The inclusion proof in the checkpoint's tree.
     pub inclusion_proof: Vec<Hex32>,

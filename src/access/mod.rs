@@ -106,7 +106,7 @@ pub struct RegisteredKey {
 }
 
 /// A request to make a token.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     pub principal: Principal,

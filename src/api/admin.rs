@@ -3,6 +3,7 @@
 //! effect; the answers carry the receipt of that event.
 
 use super::extract::{parse_uuid, PathParam};
+use super::openapi::{Auth, Body, Common, Missing, Refused};
 use super::{bearer, read_json, receipt, ApiError, AppState};
 use crate::access::{NewToken, RegisteredKey, TokenRecord};
 use crate::error::Error;
@@ -43,6 +44,11 @@ fn token_id(id: &str) -> Result<String, Error> {
 
 /// `POST /v1/admin/tokens` (admin): make a token for a principal with
 /// roles. The secret is in this answer only; the grant is logged first.
+#[utoipa::path(post, path = "/v1/admin/tokens", tag = "admin",
+    request_body(content = NewToken, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 201, description = "The token, with its secret (shown only here) and the receipt of its `grant_access` event", body = wire::Token),
+        Common, Auth, Body, Refused))]
 pub(super) async fn grant_token(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -59,6 +65,9 @@ pub(super) async fn grant_token(
 }
 
 /// `GET /v1/admin/tokens` (admin or auditor): every token, no secrets.
+#[utoipa::path(get, path = "/v1/admin/tokens", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = wire::TokenList), Common, Auth))]
 pub(super) async fn list_tokens(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -71,6 +80,11 @@ pub(super) async fn list_tokens(
 
 /// `PATCH /v1/admin/tokens/{token_id}` (admin): `{"roles": [...]}`
 /// replaces a live token's roles; logged first as `grant_access`.
+#[utoipa::path(patch, path = "/v1/admin/tokens/{token_id}", tag = "admin", params(("token_id" = uuid::Uuid, Path, description = "The token's id (not its secret)")),
+    request_body(content = wire::NewRoles, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The token, with the receipt of the change", body = wire::Token),
+        Common, Auth, Body, Missing, Refused))]
 pub(super) async fn change_roles(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -88,6 +102,10 @@ pub(super) async fn change_roles(
 }
 
 /// `DELETE /v1/admin/tokens/{token_id}` (admin): revoke; logged first.
+#[utoipa::path(delete, path = "/v1/admin/tokens/{token_id}", tag = "admin", params(("token_id" = uuid::Uuid, Path, description = "The token's id (not its secret)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The token, with the receipt of its `revoke_access` event", body = wire::Token),
+        Common, Auth, Missing, Refused))]
 pub(super) async fn revoke_token(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -104,6 +122,10 @@ pub(super) async fn revoke_token(
 
 /// `POST /v1/keys` (a service, for itself): register an Ed25519 public key
 /// for signed attestations; logged as a `register_key` event first.
+#[utoipa::path(post, path = "/v1/keys", tag = "admin",
+    request_body(content = wire::NewKey, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 201, body = wire::KeyRegistered), Common, Auth, Body, Refused))]
 pub(super) async fn register_key(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -125,6 +147,9 @@ pub(super) async fn register_key(
 
 /// `GET /v1/keys/{service}` (public): the keys a service has registered,
 /// each with the index of its `register_key` event.
+#[utoipa::path(get, path = "/v1/keys/{service}", tag = "admin",
+    params(("service" = String, Path, description = "The service principal's id")),
+    responses((status = 200, body = wire::KeyList), Common))]
 pub(super) async fn service_keys(
     State(st): State<AppState>,
     PathParam(service): PathParam<String>,
@@ -142,6 +167,11 @@ pub(super) async fn service_keys(
 /// `POST /v1/admin/reconciled` (admin or auditor): log the counts of a
 /// reconciliation against another system (`modeltrail reconcile mlflow
 /// --append`) as a `reconcile` event; its receipt.
+#[utoipa::path(post, path = "/v1/admin/reconciled", tag = "admin",
+    request_body(content = wire::Reconciled, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The receipt of the logged `reconcile` event", body = wire::Receipt),
+        Common, Auth, Body, Refused))]
 pub(super) async fn reconciled(
     State(st): State<AppState>,
     headers: HeaderMap,

@@ -8,6 +8,7 @@
 //! connections are still cut off by the connection limits.
 
 use super::extract::PathParam;
+use super::openapi::{Auth, Body as BodyErrors, Common, Missing, Refused};
 use super::{bearer, ApiError, AppState};
 use crate::artifacts::{parse_range, BlobError, Blobs, Rehash};
 use crate::audit::vocab::Role;
@@ -90,6 +91,13 @@ async fn admit_upload(
 
 /// `PUT /v1/artifacts/sha256/{digest}` (submitter): store the body under
 /// its digest. 201 when stored, 200 when the same bytes were there.
+#[utoipa::path(put, path = "/v1/artifacts/sha256/{digest}", tag = "artifacts", params(("digest" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The blob's SHA-256, 64 lowercase hex digits")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The blob's bytes; they must hash to the digest"),
+    security(("bearer" = [])),
+    responses((status = 201, description = "Stored", body = wire::ArtifactStored),
+        (status = 200, description = "The same bytes were already stored", body = wire::ArtifactStored),
+        Common, Auth, BodyErrors, Refused, Missing,
+        (status = 507, description = "No space left for it (`no_space`)", body = wire::ErrorBody)))]
 pub(super) async fn upload(
     State(st): State<AppState>,
     PathParam(digest): PathParam<String>,
@@ -139,6 +147,9 @@ fn common_headers(h: &mut HeaderMap, digest: &str) {
 }
 
 /// `HEAD /v1/artifacts/sha256/{digest}` (any role): size and digest.
+#[utoipa::path(head, path = "/v1/artifacts/sha256/{digest}", tag = "artifacts", params(("digest" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The blob's SHA-256, 64 lowercase hex digits")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The blob is stored: its size in `Content-Length`, its digest in `ETag`"), Common, Auth, Missing))]
 pub(super) async fn head(
     State(st): State<AppState>,
     PathParam(digest): PathParam<String>,
@@ -157,6 +168,12 @@ pub(super) async fn head(
 
 /// `GET /v1/artifacts/sha256/{digest}` (any role), with an optional
 /// single `Range`. The download is logged first, as an `access` event.
+#[utoipa::path(get, path = "/v1/artifacts/sha256/{digest}", tag = "artifacts", params(("digest" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The blob's SHA-256, 64 lowercase hex digits")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The blob", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The byte range asked for with `Range`", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 416, description = "The range is outside the blob (`range_not_satisfiable`)", body = wire::ErrorBody),
+        Common, Auth, Missing))]
 pub(super) async fn download(
     State(st): State<AppState>,
     PathParam(digest): PathParam<String>,
@@ -197,6 +214,10 @@ pub(super) async fn download(
 /// `POST /v1/admin/reconcile` (admin or auditor): re-hash every blob the
 /// registry's events name, log a `reconcile` event, and answer the report
 /// (and post it to the webhook when something is wrong).
+#[utoipa::path(post, path = "/v1/admin/reconcile", tag = "artifacts",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every blob the registry's events name, re-hashed; logged as a `reconcile` event", body = wire::ReconcileReport),
+        Common, Auth, Missing))]
 pub(super) async fn reconcile(
     State(st): State<AppState>,
     headers: HeaderMap,

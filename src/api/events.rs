@@ -1,10 +1,12 @@
 //! `POST /v1/events`: append one event and answer with its receipt.
 
-use super::extract::Query;
+use super::extract::{query_params, Query};
+use super::openapi::{Auth, Body as BodyErrors, Common, Refused};
 use super::{bearer, blocking, receipt, ApiError, AppState, MAX_BODY_BYTES};
 use crate::audit::event::{self, EventError};
 use crate::error::Error;
 use crate::ledger::Submitted;
+use crate::wire;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -23,6 +25,37 @@ fn prepare_error(e: EventError) -> Error {
     }
 }
 
+/// What to wait for before answering.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) enum Wait {
+    /// A checkpoint cosigned by the witnesses, at most the server's
+    /// witness wait (`witnessed` in the receipt says whether it came).
+    Witnessed,
+}
+
+/// `POST /v1/events`: its parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct AppendParams {
+    #[param(inline)]
+    wait: Option<Wait>,
+}
+
+query_params!(AppendParams);
+
+/// `POST /v1/events`: append one event; the answer is its receipt, given
+/// once the event is durable.
+#[utoipa::path(post, path = "/v1/events", tag = "events", params(AppendParams),
+    request_body(content = crate::audit::Event, content_type = "application/json",
+        description = "One event, at most 64 KiB; its actor must be the token's principal"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Appended", body = wire::Receipt),
+        (status = 200, description = "Already in the log (the same event_id and content): the stored receipt", body = wire::Receipt),
+        Common, Auth, BodyErrors, Refused))]
 pub(super) async fn append(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -35,7 +68,7 @@ pub(super) async fn append(
     st.ledger.authenticate(token).await?;
     // Appends in flight are bounded, so their bodies and copies are too.
     let _slot = st.append_slot()?;
-    let q = Query::parse(q.as_deref(), &["wait"])?;
+    let q = Query::of::<AppendParams>(q.as_deref())?;
     let wait_witnessed = match q.str("wait") {
         None => false,
         Some("witnessed") => true,

@@ -52,12 +52,47 @@ pub fn parse_uuid(s: &str, code: &'static str, name: &str) -> Result<uuid::Uuid,
         .ok_or_else(|| Error::bad(code, format!("{name} must be a lowercase hyphenated UUID")))
 }
 
+/// A handler's query parameters: one type describes them in the API
+/// description (`utoipa::IntoParams`) and names the only keys its query
+/// string may have, so the two cannot drift apart.
+pub trait QueryParams: utoipa::IntoParams {
+    /// The parameters' names, in order.
+    fn names() -> &'static [String];
+}
+
+/// The names of `T`'s query parameters.
+pub fn param_names<T: utoipa::IntoParams>() -> Vec<String> {
+    T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+/// Implement [`QueryParams`] for parameter types, computing each one's
+/// names once.
+macro_rules! query_params {
+    ($($t:ty),* $(,)?) => {$(
+        impl $crate::api::extract::QueryParams for $t {
+            fn names() -> &'static [String] {
+                static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                NAMES.get_or_init($crate::api::extract::param_names::<$t>)
+            }
+        }
+    )*};
+}
+pub(crate) use query_params;
+
 pub struct Query<'a> {
     pairs: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Query<'a> {
-    pub fn parse(q: Option<&'a str>, allowed: &[&str]) -> Result<Self, Error> {
+    /// Parse a query string whose keys are `P`'s parameters.
+    pub fn of<P: QueryParams>(q: Option<&'a str>) -> Result<Self, Error> {
+        Self::parse(q, P::names())
+    }
+
+    pub fn parse(q: Option<&'a str>, allowed: &[impl AsRef<str>]) -> Result<Self, Error> {
         let q = q.unwrap_or("");
         if q.len() > MAX_QUERY {
             return Err(Error::bad("bad_query", "query string too long"));
@@ -67,7 +102,7 @@ impl<'a> Query<'a> {
             let (k, v) = part
                 .split_once('=')
                 .ok_or_else(|| Error::bad("bad_query", format!("{part:?} is not key=value")))?;
-            if !allowed.contains(&k) {
+            if !allowed.iter().any(|a| a.as_ref() == k) {
                 return Err(Error::bad("bad_query", format!("unknown parameter {k:?}")));
             }
             if pairs.iter().any(|(pk, _)| *pk == k) {

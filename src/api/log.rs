@@ -2,7 +2,8 @@
 //! proofs, receipts, health and metrics. Public, and bounded by the
 //! published head.
 
-use super::extract::{parse_uuid, path_u64, Page, PathParam, Query};
+use super::extract::{parse_uuid, path_u64, query_params, Page, PathParam, Query};
+use super::openapi::{Common, Missing};
 use super::{
     blocking, entry as entry_wire, receipt as receipt_wire, ApiError, AppState, MAX_PAGE_BYTES,
 };
@@ -15,6 +16,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// `GET /checkpoint`: the latest signed checkpoint (c2sp tlog-checkpoint).
+#[utoipa::path(get, path = "/checkpoint", tag = "log",
+    responses((status = 200, description = "The signed checkpoint, a c2sp signed note: origin, tree size, root hash, then signature lines (cosigned by witnesses when the server has them)", content_type = "text/plain", body = String)))]
 pub(super) async fn checkpoint(State(st): State<AppState>) -> Response {
     let head = st.published();
     (
@@ -27,6 +31,12 @@ pub(super) async fn checkpoint(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /tile/{path}`: a hash tile or entry bundle (c2sp tlog-tiles).
+#[utoipa::path(get, path = "/tile/{path}", tag = "log",
+    params(("path" = String, Path, description = "`<L>/<N>[.p/<W>]` for a hash tile of level L, `entries/<N>[.p/<W>]` for an entry bundle; N in 3-digit groups (`x001/234`)")),
+    responses(
+        (status = 200, description = "The tile: 32-byte hashes, or an entry bundle (each entry a 2-byte big-endian length then its bytes). Full tiles never change.", content_type = "application/octet-stream", body = Vec<u8>),
+        Common, Missing))]
 pub(super) async fn tile(
     State(st): State<AppState>,
     PathParam(path): PathParam<String>,
@@ -76,6 +86,9 @@ pub(super) async fn tile(
         .into_response())
 }
 
+/// `GET /v1/log`: the log's origin, verifier key and latest head.
+#[utoipa::path(get, path = "/v1/log", tag = "log",
+    responses((status = 200, body = wire::LogInfo), Common))]
 pub(super) async fn info(State(st): State<AppState>) -> Json<wire::LogInfo> {
     let head = st.log.head();
     Json(wire::LogInfo {
@@ -94,13 +107,75 @@ pub(super) async fn info(State(st): State<AppState>) -> Json<wire::LogInfo> {
     })
 }
 
+/// `GET /v1/receipt`: its parameters (exactly one).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct ReceiptParams {
+    /// The entry's index.
+    #[param(minimum = 0)]
+    index: Option<u64>,
+    /// The event's id.
+    event_id: Option<uuid::Uuid>,
+}
+
+/// `GET /v1/entries`, `GET /v1/models`: a page.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct PageParams {
+    /// Where the page starts (default 0).
+    #[param(minimum = 0)]
+    start: Option<u64>,
+    /// At most this many (default 100, at most the server's page limit, 1000 unless configured).
+    #[param(minimum = 1)]
+    limit: Option<u64>,
+}
+
+/// `GET /v1/proof/inclusion`: its parameters (`index` or `leaf_hash`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct InclusionParams {
+    /// The entry's index.
+    #[param(minimum = 0)]
+    index: Option<u64>,
+    /// The entry's leaf hash, SHA-256(0x00 ‖ event bytes).
+    leaf_hash: Option<Hex32>,
+    /// The tree the proof is in (default: the latest).
+    #[param(minimum = 1)]
+    tree_size: Option<u64>,
+}
+
+/// `GET /v1/proof/consistency`: its parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct ConsistencyParams {
+    /// The older tree's size.
+    #[param(minimum = 0)]
+    old_size: u64,
+    /// The newer tree's size (default: the latest).
+    #[param(minimum = 0)]
+    new_size: Option<u64>,
+}
+
+query_params!(
+    ReceiptParams,
+    PageParams,
+    InclusionParams,
+    ConsistencyParams
+);
+
 /// `GET /v1/receipt?index=I` or `?event_id=E`: an offline receipt against
 /// the checkpoint `/checkpoint` serves (cosigned, with witnesses).
+#[utoipa::path(get, path = "/v1/receipt", tag = "log", params(ReceiptParams),
+    responses((status = 200, description = "The receipt: the event, its inclusion proof and the signed checkpoint, also as c2sp tlog-proof text", body = wire::Receipt), Common, Missing))]
 pub(super) async fn receipt(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::Receipt>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["index", "event_id"])?;
+    let q = Query::of::<ReceiptParams>(q.as_deref())?;
     let by_id = match q.str("event_id") {
         Some(s) => Some(parse_uuid(s, "bad_event_id", "event_id")?),
         None => None,
@@ -132,6 +207,10 @@ pub(super) async fn receipt(
     Ok(Json(receipt_wire(&r, None)?))
 }
 
+/// `GET /v1/entries/{index}`: one entry.
+#[utoipa::path(get, path = "/v1/entries/{index}", tag = "log",
+    params(("index" = u64, Path, minimum = 0, description = "The entry's index")),
+    responses((status = 200, body = wire::Entry), Common, Missing))]
 pub(super) async fn entry(
     State(st): State<AppState>,
     PathParam(index): PathParam<String>,
@@ -141,11 +220,14 @@ pub(super) async fn entry(
     Ok(Json(entry_wire(index, &bytes)?))
 }
 
+/// `GET /v1/entries`: entries in log order.
+#[utoipa::path(get, path = "/v1/entries", tag = "log", params(PageParams),
+    responses((status = 200, description = "Up to `limit` entries from `start` (fewer when the page would exceed 4 MiB)", body = wire::EntryPage), Common))]
 pub(super) async fn entries(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::EntryPage>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["start", "limit"])?;
+    let q = Query::of::<PageParams>(q.as_deref())?;
     let Page { start, limit } = Page::parse(&q, st.limits.max_page)?;
     let size = st.log.head().size;
     if start > size {
@@ -190,6 +272,10 @@ fn read_page(log: &crate::log::Log, start: u64, end: u64) -> Result<Vec<Vec<u8>>
     Ok(out)
 }
 
+/// `GET /v1/events/{event_id}`: one entry by its event's id.
+#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "log",
+    params(("event_id" = uuid::Uuid, Path, description = "The event's id, lowercase and hyphenated")),
+    responses((status = 200, body = wire::Entry), Common, Missing))]
 pub(super) async fn event_by_id(
     State(st): State<AppState>,
     PathParam(s): PathParam<String>,
@@ -205,11 +291,14 @@ pub(super) async fn event_by_id(
     Ok(Json(entry_wire(index, &bytes)?))
 }
 
+/// `GET /v1/proof/inclusion`: an RFC 6962 inclusion proof.
+#[utoipa::path(get, path = "/v1/proof/inclusion", tag = "log", params(InclusionParams),
+    responses((status = 200, body = wire::InclusionProof), Common, Missing))]
 pub(super) async fn inclusion(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::InclusionProof>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["index", "leaf_hash", "tree_size"])?;
+    let q = Query::of::<InclusionParams>(q.as_deref())?;
     let head_size = st.log.head().size;
     let size = q.u64("tree_size")?.unwrap_or(head_size);
     if size > head_size {
@@ -263,11 +352,14 @@ pub(super) async fn inclusion(
     }))
 }
 
+/// `GET /v1/proof/consistency`: an RFC 6962 consistency proof.
+#[utoipa::path(get, path = "/v1/proof/consistency", tag = "log", params(ConsistencyParams),
+    responses((status = 200, body = wire::ConsistencyProof), Common))]
 pub(super) async fn consistency(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::ConsistencyProof>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["old_size", "new_size"])?;
+    let q = Query::of::<ConsistencyParams>(q.as_deref())?;
     let old = q
         .u64("old_size")?
         .ok_or_else(|| Error::bad("bad_query", "old_size is required"))?;
@@ -283,6 +375,9 @@ pub(super) async fn consistency(
     }))
 }
 
+/// `GET /metrics`: Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "log",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), Common))]
 pub(super) async fn metrics(State(st): State<AppState>) -> Response {
     st.log.metrics().set_storage(st.log.storage_memory());
     (
@@ -295,6 +390,10 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /healthz`: whether the log can append.
+#[utoipa::path(get, path = "/healthz", tag = "log",
+    responses((status = 200, description = "Healthy", body = wire::Health),
+              (status = 503, description = "Failing: the log cannot append (its status says why)", body = wire::Health)))]
 pub(super) async fn healthz(State(st): State<AppState>) -> Response {
     let head = st.log.head();
     let healthy = st.log.healthy();

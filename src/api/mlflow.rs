@@ -13,6 +13,7 @@
 //! counted. Deliveries answered with a 5xx are not remembered, so MLflow's
 //! retry of the same delivery is processed.
 
+use super::openapi::{Body as BodyErrors, Common};
 use super::{receipt, ApiError, AppState, MAX_BODY_BYTES};
 use crate::audit::event;
 use crate::error::Error;
@@ -78,6 +79,19 @@ fn webhook_error(e: WebhookError) -> Error {
     }
 }
 
+/// `POST /v1/integrations/mlflow`: one MLflow webhook delivery.
+#[utoipa::path(post, path = "/v1/integrations/mlflow", tag = "integrations",
+    params(("X-MLflow-Delivery-Id" = String, Header, description = "The delivery's id: once only"),
+           ("X-MLflow-Timestamp" = String, Header, description = "Unix seconds when MLflow signed it"),
+           ("X-MLflow-Signature" = String, Header, description = "`v1,` and base64 of HMAC-SHA256(secret, `<delivery id>.<timestamp>.<body>`)")),
+    request_body(content = Object, content_type = "application/json",
+        description = "MLflow's payload: `entity`, `action`, `timestamp` and `data`"),
+    responses((status = 200, description = "Recorded (the receipts of what it appended) or ignored (an event type the log does not record)", body = wire::MlflowDelivery),
+        (status = 401, description = "Unsigned, wrongly signed or stale (`unsigned`, `bad_signature`, `stale`)", body = wire::ErrorBody),
+        (status = 409, description = "Already recorded (`replayed`)", body = wire::ErrorBody),
+        (status = 422, description = "A promotion the registry's rules refused, logged as `deny`", body = wire::ErrorBody),
+        (status = 404, description = "The integration is not configured", body = wire::ErrorBody),
+        Common, BodyErrors))]
 pub(super) async fn deliver(
     State(st): State<AppState>,
     headers: HeaderMap,

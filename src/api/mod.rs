@@ -7,7 +7,8 @@
 //! - [`log`]: checkpoint, tiles, entries, proofs, receipts, health, metrics;
 //! - [`events`]: appending events;
 //! - [`admin`]: tokens and signing keys;
-//! - [`registry`]: model state, search and lineage traces.
+//! - [`registry`]: model state, search and lineage traces;
+//! - [`openapi`]: the API's description, generated from the handlers.
 //!
 //! What this module does not do: decide anything. Rules live in the
 //! ledger, the access and registry modules; storage is behind the log.
@@ -19,6 +20,7 @@ mod events;
 pub mod extract;
 mod log;
 mod mlflow;
+pub mod openapi;
 mod privacy;
 mod registry;
 
@@ -31,11 +33,14 @@ use crate::ledger::Ledger;
 use crate::log::{Head, Log};
 use crate::wire;
 use axum::http::{header, HeaderMap};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body accepted for an event.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -183,7 +188,10 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
 
 /// Paths anyone may read, even when reads are private.
 fn always_public(path: &str) -> bool {
-    path == "/checkpoint" || path == "/healthz" || path.starts_with("/tile/")
+    path == "/checkpoint"
+        || path == "/healthz"
+        || path == "/openapi.json"
+        || path.starts_with("/tile/")
 }
 
 /// With private reads, a GET or HEAD needs a valid token (any role).
@@ -206,66 +214,64 @@ async fn read_gate(
     next.run(req).await
 }
 
-pub fn router(state: AppState) -> Router {
-    let timeout = state.limits.request_timeout;
-    let gate = state.clone();
-    Router::new()
+/// Every route with its description (see [`openapi`]): `routes!` takes
+/// each handler's method and path from its `#[utoipa::path]`.
+fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         // log and proofs
-        .route("/checkpoint", get(log::checkpoint))
+        .routes(routes!(log::checkpoint))
+        // A wildcard, so added by hand (its description is in `ApiDoc`).
         // Entry bundles compress well; everything else is small or random.
         .route(
             "/tile/{*path}",
             get(log::tile).layer(tower_http::compression::CompressionLayer::new().gzip(true)),
         )
-        .route("/v1/log", get(log::info))
-        .route("/v1/entries", get(log::entries))
-        .route("/v1/entries/{index}", get(log::entry))
-        .route("/v1/events/{event_id}", get(log::event_by_id))
-        .route("/v1/receipt", get(log::receipt))
-        .route("/v1/proof/inclusion", get(log::inclusion))
-        .route("/v1/proof/consistency", get(log::consistency))
-        .route("/metrics", get(log::metrics))
-        .route("/healthz", get(log::healthz))
+        .routes(routes!(log::info))
+        .routes(routes!(log::entries))
+        .routes(routes!(log::entry))
+        .routes(routes!(log::event_by_id))
+        .routes(routes!(log::receipt))
+        .routes(routes!(log::inclusion))
+        .routes(routes!(log::consistency))
+        .routes(routes!(log::metrics))
+        .routes(routes!(log::healthz))
+        .routes(routes!(openapi::serve))
         // events
-        .route("/v1/events", post(events::append))
+        .routes(routes!(events::append))
         // admin
-        .route(
-            "/v1/admin/tokens",
-            post(admin::grant_token).get(admin::list_tokens),
-        )
-        .route(
-            "/v1/admin/tokens/{token_id}",
-            axum::routing::delete(admin::revoke_token).patch(admin::change_roles),
-        )
-        .route("/v1/keys", post(admin::register_key))
-        .route("/v1/keys/{service}", get(admin::service_keys))
+        .routes(routes!(admin::grant_token, admin::list_tokens))
+        .routes(routes!(admin::revoke_token, admin::change_roles))
+        .routes(routes!(admin::register_key))
+        .routes(routes!(admin::service_keys))
+        .routes(routes!(admin::reconciled))
         // registry and lineage
-        .route(
-            "/v1/models/{name}/versions/{version}",
-            get(registry::model_version),
-        )
-        .route("/v1/models", get(registry::models))
-        .route("/v1/models/{name}", get(registry::model))
-        .route("/v1/search", get(registry::search))
-        .route("/v1/trace/{kind}/{id}", get(registry::trace))
+        .routes(routes!(registry::model_version))
+        .routes(routes!(registry::models))
+        .routes(routes!(registry::model))
+        .routes(routes!(registry::search))
+        .routes(routes!(registry::trace))
         // integrations
-        .route("/v1/integrations/mlflow", post(mlflow::deliver))
+        .routes(routes!(mlflow::deliver))
         // private values
-        .route("/v1/reveal", get(privacy::reveal))
-        .route("/v1/admin/erase", post(privacy::erase))
-        .route("/v1/admin/reconciled", post(admin::reconciled))
+        .routes(routes!(privacy::reveal))
+        .routes(routes!(privacy::erase))
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
-        .method_not_allowed_fallback(|| async { ApiError::from(Error::MethodNotAllowed) })
         .layer(axum::middleware::from_fn_with_state(timeout, time_limit))
         // Transfers of any size and re-hashing them: no request time limit
         // (connections that go silent are still cut off).
-        .route("/v1/admin/reconcile", post(artifacts::reconcile))
-        .route(
-            "/v1/artifacts/sha256/{digest}",
-            get(artifacts::download)
-                .head(artifacts::head)
-                .put(artifacts::upload),
-        )
+        .routes(routes!(artifacts::reconcile))
+        .routes(routes!(
+            artifacts::download,
+            artifacts::head,
+            artifacts::upload
+        ))
+}
+
+pub fn router(state: AppState) -> Router {
+    let gate = state.clone();
+    let (router, _) = routes(state.limits.request_timeout).split_for_parts();
+    router
+        .method_not_allowed_fallback(|| async { ApiError::from(Error::MethodNotAllowed) })
         .layer(axum::middleware::from_fn_with_state(gate, read_gate))
         .with_state(state)
 }

@@ -1,7 +1,8 @@
 //! The registry's read side: a model version's state derived from the log
 //! (with proofs on request), search by any id, and lineage traces.
 
-use super::extract::{Page, PathParam, Query};
+use super::extract::{query_params, Page, PathParam, Query};
+use super::openapi::{Common, Missing};
 use super::{blocking, ApiError, AppState, MAX_PAGE_BYTES};
 use crate::audit::event;
 use crate::audit::Ref;
@@ -21,14 +22,63 @@ fn lineage_ref(kind: &str, id: &str) -> Result<Ref, Error> {
     Ok(Ref::new(kind, id))
 }
 
+/// `GET /v1/models/{name}/versions/{version}`: its parameters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct VersionParams {
+    /// With each event's inclusion proof against one signed checkpoint.
+    proofs: Option<bool>,
+    /// The first event to prove, as a position in `events` (default 0).
+    #[param(minimum = 0)]
+    start: Option<u64>,
+    /// At most this many proofs (default 100, at most 256).
+    #[param(minimum = 1, maximum = 256)]
+    limit: Option<u64>,
+}
+
+/// `GET /v1/search`: its parameters; every filter given must match.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, parsed by `Query`
+pub(super) struct SearchParams {
+    /// With `id`: entries whose subject or a `related` link is this
+    /// `(type, id)` (`model_version`, `dataset`, `run`, …).
+    #[param(rename = "type")]
+    kind: Option<String>,
+    /// With `type`.
+    id: Option<String>,
+    /// `user:<id>` or `service:<id>`.
+    actor: Option<String>,
+    /// An action (`register`, `approve`, …).
+    action: Option<String>,
+    /// RFC 3339; on the event's own timestamp, inclusive.
+    since: Option<String>,
+    /// RFC 3339; on the event's own timestamp, inclusive.
+    until: Option<String>,
+    /// The log index to scan from (default 0); the previous page's `next_start`.
+    #[param(minimum = 0)]
+    start: Option<u64>,
+    /// At most this many entries (default 100, at most the server's page limit).
+    #[param(minimum = 1)]
+    limit: Option<u64>,
+}
+
+query_params!(VersionParams, SearchParams);
+
+const NAME: &str = "The model's name";
+
 /// `GET /v1/models/{name}/versions/{version}`: the model version
 /// `name:version` as derived from the log, with the indexes of the events.
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}", tag = "registry",
+    params(("name" = String, Path, description = NAME), ("version" = String, Path, description = "The version"), VersionParams),
+    responses((status = 200, body = wire::ModelVersion), Common, Missing))]
 pub(super) async fn model_version(
     State(st): State<AppState>,
     PathParam((name, version)): PathParam<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::ModelVersion>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["proofs", "start", "limit"])?;
+    let q = Query::of::<VersionParams>(q.as_deref())?;
     let with_proofs = q.flag("proofs")?;
     let page = Page::parse(&q, MAX_PROOFS)?;
     if name.is_empty() || version.is_empty() || name.len() + version.len() > 255 {
@@ -89,11 +139,13 @@ pub(super) async fn model_version(
 
 /// `GET /v1/models[?start=S&limit=L]`: registered models by name, each
 /// with its production version and how many versions it has.
+#[utoipa::path(get, path = "/v1/models", tag = "registry", params(super::log::PageParams),
+    responses((status = 200, body = wire::ModelPage), Common))]
 pub(super) async fn models(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::ModelPage>, ApiError> {
-    let q = Query::parse(q.as_deref(), &["start", "limit"])?;
+    let q = Query::of::<super::log::PageParams>(q.as_deref())?;
     let Page { start, limit } = Page::parse(&q, st.limits.max_page)?;
     let (models, next_start, tree_size) = st.ledger.models(start, limit).await?;
     Ok(Json(wire::ModelPage {
@@ -111,6 +163,9 @@ pub(super) async fn models(
 }
 
 /// `GET /v1/models/{name}`: a model's versions, stages and approval status.
+#[utoipa::path(get, path = "/v1/models/{name}", tag = "registry",
+    params(("name" = String, Path, description = NAME)),
+    responses((status = 200, body = wire::ModelDetail), Common, Missing))]
 pub(super) async fn model(
     State(st): State<AppState>,
     PathParam(name): PathParam<String>,
@@ -309,16 +364,13 @@ fn candidates(log: &crate::log::Log, keys: &[(Ref, Role)], from: u64) -> Result<
 /// `actor` (`user:alice`), `action`, `since` and `until` (RFC 3339, on the
 /// event's own timestamp, both inclusive). Paged by `next_start`; a page
 /// can be short or empty when the scan bound is reached first.
+#[utoipa::path(get, path = "/v1/search", tag = "registry", params(SearchParams),
+    responses((status = 200, description = "Matching entries in log order; a page can be short or empty when the scan bound is reached, and `next_start` says where to go on", body = wire::SearchPage), Common))]
 pub(super) async fn search(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<wire::SearchPage>, ApiError> {
-    let q = Query::parse(
-        q.as_deref(),
-        &[
-            "type", "id", "actor", "action", "since", "until", "start", "limit",
-        ],
-    )?;
+    let q = Query::of::<SearchParams>(q.as_deref())?;
     let mut filter = Filter::parse(&q)?;
     // A person is searched for by name; the log holds the commitment.
     if let Some(id) = filter
@@ -393,6 +445,10 @@ pub(super) async fn search(
 }
 
 /// `GET /v1/trace/{type}/{id}`: the lineage trace bundle (see `trace`).
+#[utoipa::path(get, path = "/v1/trace/{kind}/{id}", tag = "registry",
+    params(("kind" = String, Path, description = "Where the trace starts: a reference type (`prediction`, `model_version`, `dataset`, …)"),
+           ("id" = String, Path, description = "The reference's id")),
+    responses((status = 200, description = "A lineage trace bundle, verified offline by `modeltrail verify trace`", body = wire::TraceBundle), Common, Missing))]
 pub(super) async fn trace(
     State(st): State<AppState>,
     PathParam((kind, id)): PathParam<(String, String)>,

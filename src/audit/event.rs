@@ -58,25 +58,33 @@ fn field(field: &str, msg: impl Into<String>) -> EventError {
 /// A stored or validated event, typed: what the derived state, the access
 /// checks and the trace read. It is a view only: leaf bytes always come
 /// from the canonical JSON, never from serialising this struct.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
+    /// Chosen by the submitter (a resubmission with the same id and the
+    /// same content is answered with the stored receipt) or, when absent,
+    /// by the server.
+    #[schema(required = false)]
     pub event_id: Uuid,
+    /// `register`, `approve`, `promote`, `deploy`, … (docs/REGISTRY.md).
+    #[schema(value_type = String, pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub action: Action,
     pub actor: Principal,
     /// RFC 3339, as submitted.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     pub subject: Ref,
     #[serde(default)]
     pub related: Vec<Ref>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub integrity: Option<Integrity>,
 }
 
 /// The `integrity` member.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Integrity {
     pub artifact_sha256: Option<String>,

@@ -23,7 +23,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// What a principal is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     User,
@@ -54,11 +66,14 @@ impl fmt::Display for PrincipalKind {
 }
 
 /// A user or a service: the actor of an event, the holder of a token.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Principal {
     #[serde(rename = "type")]
     pub kind: PrincipalKind,
+    #[schema(min_length = 1, max_length = 512)]
     pub id: String,
 }
 
@@ -98,11 +113,15 @@ pub const ADMIN_PRINCIPAL: &str = "admin";
 
 /// A `{type, id}` reference: an event's subject or one of its `related`
 /// links, a node of the lineage graph.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Ref {
     #[serde(rename = "type")]
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub kind: String,
+    #[schema(min_length = 1, max_length = 512)]
     pub id: String,
 }
 
@@ -129,7 +148,19 @@ impl fmt::Display for Ref {
 pub const MODEL_VERSION: &str = "model_version";
 
 /// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// CI and services: register, attest, predict (and actions of their own).

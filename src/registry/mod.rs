@@ -29,7 +29,7 @@ pub fn model_of(id: &str) -> &str {
     id.rsplit_once(':').map_or(id, |(m, _)| m)
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Mark {
     /// `type:id` of the actor.
     pub by: String,
@@ -42,7 +42,7 @@ impl Mark {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Attestation {
     pub kind: String,
     pub passed: bool,
@@ -52,7 +52,7 @@ pub struct Attestation {
     pub signed: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StageChange {
     pub stage: String,
     pub action: String,
@@ -61,7 +61,7 @@ pub struct StageChange {
 }
 
 /// A deployment of the version, with the environment it went to.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Deployment {
     pub by: String,
     pub index: u64,
@@ -85,7 +85,7 @@ pub enum ArtifactCheck {
 
 /// SageMaker's approval vocabulary, derived from the log and the gate of
 /// the version's next stage.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum ApprovalStatus {
     PendingManualApproval,
     Approved,
@@ -93,7 +93,7 @@ pub enum ApprovalStatus {
 }
 
 /// One model version, as the log says.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Version {
     pub id: String,
     pub registered: Option<Mark>,

@@ -5,7 +5,7 @@
 //! digest; downloads, ranges, the command line and reconciliation work as
 //! with the local store, and what the bucket holds is checked directly.
 
-use crate::common::crash;
+use crate::common::{crash, venv_tool};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::process::{Child, Command, Stdio};
@@ -28,23 +28,14 @@ impl Drop for Moto {
 }
 
 fn moto_server() -> String {
-    if let Ok(p) = std::env::var("MODELTRAIL_MOTO_SERVER") {
-        return p;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.is_file())
-    });
-    match found {
-        Some(p) => p.to_string_lossy().into_owned(),
-        None => panic!(
-            "moto_server is not installed, so the S3 test cannot run: \
-             python3 -m venv ~/.cache/modeltrail-venv && \
-             ~/.cache/modeltrail-venv/bin/pip install 'moto[server]', then put \
-             ~/.cache/modeltrail-venv/bin on PATH (the README's test command does this)"
-        ),
-    }
+    venv_tool(
+        "moto_server",
+        "MODELTRAIL_MOTO_SERVER",
+        "'moto[server]'",
+        "the S3 bucket backend",
+    )
+    .to_string_lossy()
+    .into_owned()
 }
 
 async fn start_moto(http: &reqwest::Client) -> Moto {

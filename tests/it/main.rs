@@ -17,6 +17,7 @@ mod interop;
 mod layers;
 mod mlflow;
 mod models;
+mod openapi;
 mod privacy;
 mod properties;
 mod registry;

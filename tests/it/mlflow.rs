@@ -265,25 +265,14 @@ async fn deliveries_are_verified_before_anything_is_appended() {
     s.stop().await;
 }
 
-/// Where the MLflow command line (and its Python) is: a venv's `bin` on
-/// PATH, or `MODELTRAIL_MLFLOW`. Missing is a loud failure.
+/// Where the MLflow command line (and its Python) is.
 fn mlflow_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("MODELTRAIL_MLFLOW") {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("mlflow"))
-                .find(|p| p.is_file() && p.with_file_name("python").is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "mlflow is not installed, so the MLflow test cannot run: \
-                 ~/.cache/modeltrail-venv/bin/pip install mlflow, and put that bin on PATH \
-                 (the README's test command does this)"
-            )
-        })
+    venv_tool(
+        "mlflow",
+        "MODELTRAIL_MLFLOW",
+        "mlflow",
+        "the MLflow integration",
+    )
 }
 
 struct Mlflow {

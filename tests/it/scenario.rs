@@ -3,7 +3,7 @@
 //! walk through cannot silently break.
 
 #[path = "../../examples/scenario.rs"]
-mod example;
+pub(crate) mod example;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_scenario_runs_end_to_end_twice() {

@@ -204,3 +204,26 @@ pub async fn events_at(s: &TestServer, path: &str) -> Vec<Value> {
         .map(|e| e["event"].clone())
         .collect()
 }
+
+/// A tool from the test venv: `$env_var` if set, else `name` in a PATH
+/// directory that also holds `python` (a venv's `bin`). Missing is a loud
+/// failure naming what cannot be tested and how to install it.
+pub fn venv_tool(name: &str, env_var: &str, pip: &str, purpose: &str) -> std::path::PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return p.into();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file() && p.with_file_name("python").is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed, so {purpose} cannot be tested: \
+                 python3 -m venv ~/.cache/modeltrail-venv && \
+                 ~/.cache/modeltrail-venv/bin/pip install {pip}, then put \
+                 ~/.cache/modeltrail-venv/bin on PATH (the README's test command does this)"
+            )
+        })
+}
