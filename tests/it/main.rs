@@ -20,6 +20,7 @@ mod models;
 mod openapi;
 mod privacy;
 mod properties;
+mod python;
 mod registry;
 mod scenario;
 mod trace;
