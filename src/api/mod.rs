@@ -8,7 +8,8 @@
 //! - [`events`]: appending events;
 //! - [`admin`]: tokens and signing keys;
 //! - [`registry`]: model state, search and lineage traces;
-//! - [`openapi`]: the API's description, generated from the handlers.
+//! - [`openapi`]: the API's description, generated from the handlers;
+//! - [`explorer`]: the pages that verify what they show, in the browser.
 //!
 //! What this module does not do: decide anything. Rules live in the
 //! ledger, the access and registry modules; storage is behind the log.
@@ -17,6 +18,7 @@ mod admin;
 mod artifacts;
 mod error;
 mod events;
+mod explorer;
 pub mod extract;
 mod log;
 mod mlflow;
@@ -191,6 +193,8 @@ fn always_public(path: &str) -> bool {
     path == "/checkpoint"
         || path == "/healthz"
         || path == "/openapi.json"
+        || path == "/"
+        || path.starts_with("/explorer/")
         || path.starts_with("/tile/")
 }
 
@@ -236,6 +240,9 @@ fn routes(timeout: Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(log::metrics))
         .routes(routes!(log::healthz))
         .routes(routes!(openapi::serve))
+        // the explorer
+        .routes(routes!(explorer::index))
+        .routes(routes!(explorer::asset))
         // events
         .routes(routes!(events::append))
         // admin

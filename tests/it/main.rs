@@ -10,6 +10,7 @@ mod artifacts;
 mod audit;
 mod bucket;
 mod durability;
+mod explorer;
 mod faults;
 mod hostile;
 mod http;

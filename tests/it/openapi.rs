@@ -115,7 +115,9 @@ async fn the_server_keeps_to_its_openapi_description() {
     operations.sort();
     let expected = [
         "DELETE /v1/admin/tokens/{token_id}",
+        "GET /",
         "GET /checkpoint",
+        "GET /explorer/{file}",
         "GET /healthz",
         "GET /metrics",
         "GET /openapi.json",
@@ -191,18 +193,7 @@ async fn the_server_keeps_to_its_openapi_description() {
 
     // Data to read: the example scenario (models, approvals, deployments,
     // predictions, a trace).
-    let tree = crate::scenario::example::run(&s.base, &s.token, &s.vkey)
-        .await
-        .unwrap();
-    let prediction = tree
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("prediction:"))
-        .unwrap_or_else(|| panic!("no prediction at the start of\n{tree}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let prediction = crate::scenario::run_example(&s).await;
     let (_, models) = s.get_json("/v1/models").await;
     let (_, model) = s.get_json("/v1/models/fraud").await;
     assert!(models["models"].as_array().is_some_and(|m| !m.is_empty()));

@@ -4,7 +4,7 @@
 //! strictly. Python, pytest, mypy and `cryptography` come from the venv
 //! the README's test command prepares; missing, the test fails loudly.
 
-use crate::common::venv_tool;
+use crate::common::{run_pytest, venv_tool};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,35 +43,21 @@ fn the_python_client_submits_and_verifies() {
         &data,
     ));
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let package = root().join("src/clients/python");
-    let out = Command::new(python())
-        .current_dir(root())
-        // The package as it is in this tree, not an installed copy.
-        .env("PYTHONPATH", &package)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("MODELTRAIL_URL", &server.0.base)
-        .env("MODELTRAIL_TOKEN", token.trim())
-        .env("MODELTRAIL_VKEY", server.0.vkey.to_string())
-        .env("MODELTRAIL_VECTORS", root().join("tests/data/merkle"))
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/python",
-        ])
-        .output()
-        .expect("run pytest");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the Python client's tests failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_pytest(
+        &python(),
+        "tests/python",
+        &[
+            // The package as it is in this tree, not an installed copy.
+            ("PYTHONPATH", root().join("src/clients/python").into()),
+            ("MODELTRAIL_URL", server.0.base.clone().into()),
+            ("MODELTRAIL_TOKEN", token.trim().into()),
+            ("MODELTRAIL_VKEY", server.0.vkey.to_string().into()),
+            (
+                "MODELTRAIL_VECTORS",
+                root().join("tests/data/merkle").into(),
+            ),
+        ],
     );
-    // Every test ran: none skipped, none deselected.
-    assert!(text.contains(" passed"), "{text}");
-    assert!(!text.contains("skipped"), "{text}");
 }
 
 #[test]

@@ -227,3 +227,31 @@ pub fn venv_tool(name: &str, env_var: &str, pip: &str, purpose: &str) -> std::pa
             )
         })
 }
+
+/// Run a pytest suite (`dir`, from the repository's root) with `python`,
+/// bounded in time; panic with its report unless every test passed and
+/// none was skipped. Its report.
+pub fn run_pytest(
+    python: &std::path::Path,
+    dir: &str,
+    env: &[(&str, std::ffi::OsString)],
+) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("600")
+        .arg(python)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", dir])
+        .output()
+        .expect("run pytest");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the tests in {dir} failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" passed"), "{text}");
+    assert!(!text.contains("skipped"), "{text}");
+    text
+}
