@@ -193,6 +193,10 @@ pub struct FileWitnessing {
     pub timeout_ms: Option<u64>,
     /// Longest an append with `?wait=witnessed` waits, ms (default 10000).
     pub wait_ms: Option<u64>,
+    /// A PEM file of certificates: `https://` witnesses are then trusted
+    /// only if their certificate chains to one of these (a private CA, or a
+    /// witness's self-signed certificate). Without it, the system's roots.
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub witness: Vec<FileWitness>,
 }
@@ -369,11 +373,24 @@ impl ServerConfig {
                     witnesses.len()
                 )));
             }
+            let tls_roots = match &fw.ca_file {
+                None => None,
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        ServerError::Config(format!("witness ca_file {}: {e}", path.display()))
+                    })?;
+                    crate::witness::collector::parse_roots(&pem).map_err(|e| {
+                        ServerError::Config(format!("witness ca_file {}: {e}", path.display()))
+                    })?;
+                    Some(pem)
+                }
+            };
             Some(CollectorConfig {
                 witnesses,
                 threshold,
                 interval: Duration::from_millis(fw.interval_ms.unwrap_or(1000).max(1)),
                 timeout: Duration::from_millis(fw.timeout_ms.unwrap_or(5000).max(1)),
+                tls_roots,
             })
         };
         let cfg = ServerConfig {
@@ -465,11 +482,9 @@ impl ServerConfig {
 /// A witness from its URL and verifier key (a key string or a file).
 fn witness_spec(url: &str, vkey: &str) -> Result<WitnessSpec, ServerError> {
     let url = url.trim();
-    // The HTTP client is built without TLS: reach an HTTPS witness through
-    // a local TLS-originating proxy.
-    if !url.starts_with("http://") {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(ServerError::Config(format!(
-            "witness URL {url:?} must start with http:// (this build has no TLS client)"
+            "witness URL {url:?} must start with https:// or http://"
         )));
     }
     let text = std::fs::read_to_string(vkey).unwrap_or_else(|_| vkey.to_string());

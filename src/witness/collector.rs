@@ -50,6 +50,18 @@ pub struct CollectorConfig {
     pub interval: Duration,
     /// Time limit for one witness request.
     pub timeout: Duration,
+    /// PEM certificates that alone are trusted for `https://` witnesses;
+    /// `None`: the system's roots.
+    pub tls_roots: Option<Vec<u8>>,
+}
+
+/// The certificates of a PEM bundle (at least one).
+pub fn parse_roots(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certs)
 }
 
 /// A running collector.
@@ -128,10 +140,14 @@ impl Collector {
         log.metrics().witnessed_size.set(initial.size as i64);
         let (tx, rx) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(cfg.timeout)
             .timeout(cfg.timeout)
-            .pool_max_idle_per_host(2)
+            .pool_max_idle_per_host(2);
+        if let Some(pem) = &cfg.tls_roots {
+            http = http.tls_certs_only(parse_roots(pem).map_err(CollectorError::Http)?);
+        }
+        let http = http
             .build()
             .map_err(|e| CollectorError::Http(e.to_string()))?;
         let task = tokio::spawn(run(log, cfg, http, tx, witnessed, stop_rx));

@@ -362,6 +362,7 @@ async fn the_log_serves_cosigned_checkpoints_and_survives_a_down_witness() {
         threshold: 1,
         interval: Duration::from_millis(20),
         timeout: Duration::from_millis(500),
+        tls_roots: None,
     };
     let tweak = |c: &mut ServerConfig| {
         c.witnessing = Some(witnessing.clone());
@@ -386,17 +387,7 @@ async fn the_log_serves_cosigned_checkpoints_and_survives_a_down_witness() {
     for n in 0..5 {
         s.post(&event(n)).await;
     }
-    let r = s
-        .http
-        .post(s.url("/v1/events?wait=witnessed"))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/json")
-        .body(event(5).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let r: serde_json::Value = r.json().await.unwrap();
+    let r = witnessed_append(&s, 5).await;
     assert_eq!(r["witnessed"], true);
     let proof = r["tlog_proof"].as_str().unwrap();
     let ev = r["event"].to_string();
@@ -593,6 +584,151 @@ fn the_log_refuses_a_bad_witness_configuration() {
     assert!(resolve(vec![format!("http://127.0.0.1:1,{w}")], Some(0)).is_err());
     assert!(resolve(vec![format!("http://127.0.0.1:1,{log_key}")], None).is_err());
     assert!(resolve(vec![format!("127.0.0.1:1,{w}")], None).is_err());
-    assert!(resolve(vec![format!("https://127.0.0.1:1,{w}")], None).is_err());
+    assert!(resolve(vec![format!("https://127.0.0.1:1,{w}")], None).is_ok());
+    assert!(resolve(vec![format!("ftp://127.0.0.1:1,{w}")], None).is_err());
     assert!(resolve(vec![w.clone()], None).is_err());
+}
+
+/// A TLS front for a plain TCP service, with a certificate for 127.0.0.1
+/// made here (self-signed): what an `https://` witness looks like. Its
+/// address and the certificate's PEM.
+async fn tls_front(backend: String) -> (String, String) {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                // A handshake the client refuses ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    (addr, pem)
+}
+
+/// A log with an `https://` witness whose certificate it trusts through
+/// `tls_roots`, and one with the same witness but only the system's roots.
+async fn log_with_tls_witness(
+    witness: &str,
+    key: &VerifierKey,
+    roots: Option<Vec<u8>>,
+) -> TestServer {
+    let witnessing = CollectorConfig {
+        witnesses: vec![WitnessSpec {
+            url: format!("https://{witness}"),
+            key: key.clone(),
+        }],
+        threshold: 1,
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_millis(1000),
+        tls_roots: roots,
+    };
+    start_with(move |c: &mut ServerConfig| {
+        c.witnessing = Some(witnessing);
+        c.witness_wait = Duration::from_secs(3);
+    })
+    .await
+}
+
+async fn witnessed_append(s: &TestServer, n: u64) -> serde_json::Value {
+    let r = s
+        .http
+        .post(s.url("/v1/events?wait=witnessed"))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body(event(n).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnesses_over_https_are_verified_like_any_tls_server() {
+    let wdir = tempfile::tempdir().unwrap();
+    let (w_signer, _) = service::load_or_create_key(wdir.path(), Some(WITNESS)).unwrap();
+    let wkey = w_signer.verifier();
+    let waddr = free_port();
+    let (front, pem) = tls_front(waddr.clone()).await;
+
+    // Trusting the witness's certificate: its cosignature comes over TLS.
+    let mut trusting = log_with_tls_witness(&front, &wkey, Some(pem.into_bytes())).await;
+    // The system's roots only: the self-signed certificate is refused, so
+    // nothing is cosigned (and the log keeps appending).
+    let mut strict = log_with_tls_witness(&front, &wkey, None).await;
+    let w = start_witness(
+        wdir.path(),
+        &waddr,
+        vec![trusting.vkey.clone(), strict.vkey.clone()],
+    )
+    .await;
+
+    let r = witnessed_append(&trusting, 0).await;
+    assert_eq!(r["witnessed"], true, "{r}");
+    let policy = Policy {
+        log_key: trusting.vkey.clone(),
+        witnesses: vec![wkey.clone()],
+        min_witnesses: 1,
+        max_cosignature_age: None,
+    };
+    let checked = verify::receipt(
+        &policy,
+        r["event"].to_string().as_bytes(),
+        r["tlog_proof"].as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(checked.checkpoint.witnesses, vec![WITNESS.to_string()]);
+
+    let r = witnessed_append(&strict, 0).await;
+    assert_eq!(r["witnessed"], false, "{r}");
+    let (_, info) = strict.get_json("/v1/log").await;
+    assert!(
+        info.get("witnessed").is_none_or(|w| w["tree_size"] == 0),
+        "{info}"
+    );
+
+    // A ca_file that holds no certificate is refused at start.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[witnessing]\nca_file = {:?}\n[[witnessing.witness]]\nurl = \"https://{front}\"\nvkey = \"{wkey}\"\n",
+            bad.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let err = ServerConfig::resolve(server::Overrides {
+        config: Some(config),
+        data_dir: Some(dir.path().join("data")),
+        ..Default::default()
+    })
+    .expect_err("a ca_file without certificates is refused");
+    assert!(err.to_string().contains("ca_file"), "{err}");
+
+    trusting.stop().await;
+    strict.stop().await;
+    w.stop().await.unwrap();
 }
