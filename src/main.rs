@@ -17,6 +17,23 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` that never panics: a closed stdout (a reader that went away,
+/// `| head`) loses the output, not the command's work or its exit code.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see [`out`]).
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "modeltrail",
@@ -267,7 +284,7 @@ fn artifact(rt: &tokio::runtime::Runtime, what: ArtifactCmd) -> ExitCode {
     };
     match r {
         Ok(line) => {
-            println!("{line}");
+            out!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -523,7 +540,7 @@ fn main() -> ExitCode {
     let result: Result<(), Failed> = match cli.cmd {
         Cmd::Serve(a) => rt.block_on(serve(a)),
         Cmd::Keygen { origin, cosigner } => cli::keygen(&origin, cosigner)
-            .map(|(secret, vkey)| println!("{secret}\n{vkey}"))
+            .map(|(secret, vkey)| out!("{secret}\n{vkey}"))
             .map_err(Into::into),
         Cmd::Submit(a) => rt.block_on(submit(a)),
         Cmd::Verify { what } => return finish(rt.block_on(verify(what))),
@@ -582,7 +599,7 @@ fn main() -> ExitCode {
                         .map_err(|e| {
                             AuditError::from(modeltrail::verify::Failure::Malformed(e.to_string()))
                         })?,
-                    None => println!("{text}"),
+                    None => out!("{text}"),
                 }
                 Ok(())
             }) {
@@ -597,9 +614,11 @@ fn main() -> ExitCode {
             let r = rt.block_on(async { cli::erase(&conn.client()?, &subject).await });
             return match r {
                 Ok(e) => {
-                    println!(
+                    out!(
                         "erased the {} value committed to as {}; logged at entry {}",
-                        e.kind, e.commitment, e.erase_index
+                        e.kind,
+                        e.commitment,
+                        e.erase_index
                     );
                     ExitCode::SUCCESS
                 }
@@ -630,7 +649,7 @@ fn main() -> ExitCode {
                         Some(f) => modeltrail::fsutil::write_atomic(f, text.as_bytes())
                             .map_err(|e| e.to_string()),
                         None => {
-                            print!("{text}");
+                            out_raw!("{text}");
                             Ok(())
                         }
                     };
@@ -659,7 +678,7 @@ fn main() -> ExitCode {
                 let p = policy(&trust)?;
                 let client = Client::new(&server, None)?;
                 let t = cli::fetch_trace(&client, &p, &kind, &id, bundle.as_deref()).await?;
-                print!("{}", modeltrail::trace::render(&t.bundle));
+                out_raw!("{}", modeltrail::trace::render(&t.bundle));
                 Ok(cli::trace_summary(&t))
             };
             return finish(rt.block_on(run));
@@ -703,9 +722,9 @@ async fn serve(a: ServeArgs) -> Result<(), Failed> {
     }
     let running = server::start(&cfg, &data).await?;
     // Printed on stdout so that scripts can read the address and key.
-    println!("origin: {}", cfg.origin);
-    println!("verifier key: {}", data.signer.verifier());
-    println!("listening on http://{}", running.addr);
+    out!("origin: {}", cfg.origin);
+    out!("verifier key: {}", data.signer.verifier());
+    out!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, origin = %cfg.origin, "serving");
     server::shutdown_signal().await;
     tracing::info!("shutting down");
@@ -737,11 +756,11 @@ async fn witness(a: WitnessArgs) -> Result<(), Failed> {
                 .display()
         );
     }
-    println!("witness key: {}", running.witness.verifier());
+    out!("witness key: {}", running.witness.verifier());
     for o in running.witness.origins() {
-        println!("witnessing: {o}");
+        out!("witnessing: {o}");
     }
-    println!("listening on http://{}", running.addr);
+    out!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, "witnessing");
     server::shutdown_signal().await;
     tracing::info!("shutting down");
@@ -751,7 +770,7 @@ async fn witness(a: WitnessArgs) -> Result<(), Failed> {
 fn reindex(data_dir: &std::path::Path) -> ExitCode {
     match cli::reindex(data_dir) {
         Ok(r) => {
-            println!(
+            out!(
                 "lineage index: {}",
                 if r.lineage_repaired == 0 {
                     "complete".to_string()
@@ -762,7 +781,7 @@ fn reindex(data_dir: &std::path::Path) -> ExitCode {
                     )
                 }
             );
-            println!(
+            out!(
                 "{}: {} model versions and {} tokens from {} entries",
                 match r.identical {
                     Some(true) => "identical",
@@ -788,8 +807,8 @@ fn reindex(data_dir: &std::path::Path) -> ExitCode {
 
 fn sign(what: SignCmd) -> Result<(), Failed> {
     match what {
-        SignCmd::Keygen { out } => println!("{}", cli::sign_keygen(&out)?),
-        SignCmd::Event { key, file } => println!("{}", cli::sign_event(&key, &file)?),
+        SignCmd::Keygen { out } => out!("{}", cli::sign_keygen(&out)?),
+        SignCmd::Event { key, file } => out!("{}", cli::sign_event(&key, &file)?),
     }
     Ok(())
 }
@@ -808,7 +827,7 @@ async fn submit(a: SubmitArgs) -> Result<(), Failed> {
     if a.witnessed && receipt.witnessed != Some(true) {
         eprintln!("warning: no cosigned checkpoint covered the event in time; the receipt is signed by the log only");
     }
-    println!("{}", serde_json::to_string_pretty(&receipt)?);
+    out!("{}", serde_json::to_string_pretty(&receipt)?);
     Ok(())
 }
 
@@ -827,7 +846,7 @@ fn print_report(r: Result<(impl serde::Serialize, bool), AuditError>) -> ExitCod
     match r {
         Ok((report, clean)) => {
             match serde_json::to_string_pretty(&report) {
-                Ok(t) => println!("{t}"),
+                Ok(t) => out!("{t}"),
                 Err(e) => eprintln!("error: {e}"),
             }
             if clean {
@@ -847,11 +866,11 @@ fn print_report(r: Result<(impl serde::Serialize, bool), AuditError>) -> ExitCod
 fn finish(r: Result<String, AuditError>) -> ExitCode {
     match r {
         Ok(msg) => {
-            println!("OK: {msg}");
+            out!("OK: {msg}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("FAIL: {e}");
+            out!("FAIL: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -879,7 +898,7 @@ async fn verify(what: VerifyCmd) -> Result<String, AuditError> {
         }
         VerifyCmd::Trace { trust, bundle } => {
             let t = cli::verify_trace(&policy(&trust)?, &bundle)?;
-            print!("{}", modeltrail::trace::render(&t.bundle));
+            out_raw!("{}", modeltrail::trace::render(&t.bundle));
             Ok(cli::trace_summary(&t))
         }
         VerifyCmd::Report { trust, report } => cli::verify_report(&policy(&trust)?, &report),
@@ -922,25 +941,25 @@ async fn monitor(a: MonitorArgs) -> ExitCode {
         };
         let code = match &outcome {
             Outcome::Started { size } => {
-                println!(
+                out!(
                     "OK: first checkpoint, tree size {size}, stored in {}",
                     a.state.display()
                 );
                 0
             }
             Outcome::Consistent { old_size, new_size } => {
-                println!("OK: tree size {new_size} is consistent with {old_size}");
+                out!("OK: tree size {new_size} is consistent with {old_size}");
                 0
             }
             Outcome::Alarm { reason, evidence } => {
-                println!("ALARM: {reason}; evidence in {}", evidence.display());
+                out!("ALARM: {reason}; evidence in {}", evidence.display());
                 if let Some(w) = &a.webhook {
                     modeltrail::monitor::notify(w, &a.server, reason, evidence).await;
                 }
                 1
             }
             Outcome::Unreachable { error } => {
-                println!("UNREACHABLE: {error}");
+                out!("UNREACHABLE: {error}");
                 3
             }
         };

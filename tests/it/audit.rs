@@ -351,3 +351,25 @@ async fn monitor_catches_a_fork_and_keeps_evidence() {
     assert!(stdout(&o).starts_with("UNREACHABLE"));
     b.stop().await;
 }
+
+/// A command whose stdout is closed, or whose reader has gone away
+/// (`| head`), loses its output but neither panics nor changes its exit
+/// code.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let bin = BIN;
+    for script in [
+        // stdout closed outright
+        format!("exec 1>&-; '{bin}' keygen --origin t.example/x"),
+        // a pipe whose reader exited before anything was written
+        format!("{{ sleep 0.3; '{bin}' keygen --origin t.example/x; }} | true"),
+    ] {
+        let out = std::process::Command::new("bash")
+            .args(["-o", "pipefail", "-c", &script])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{script}: {stderr}");
+        assert!(out.status.success(), "{script}: {:?} {stderr}", out.status);
+    }
+}
