@@ -92,7 +92,7 @@ impl<'a> Query<'a> {
         Self::parse(q, P::names())
     }
 
-    pub fn parse(q: Option<&'a str>, allowed: &[impl AsRef<str>]) -> Result<Self, Error> {
+    fn parse(q: Option<&'a str>, allowed: &[String]) -> Result<Self, Error> {
         let q = q.unwrap_or("");
         if q.len() > MAX_QUERY {
             return Err(Error::bad("bad_query", "query string too long"));
@@ -102,7 +102,7 @@ impl<'a> Query<'a> {
             let (k, v) = part
                 .split_once('=')
                 .ok_or_else(|| Error::bad("bad_query", format!("{part:?} is not key=value")))?;
-            if !allowed.iter().any(|a| a.as_ref() == k) {
+            if !allowed.iter().any(|a| a == k) {
                 return Err(Error::bad("bad_query", format!("unknown parameter {k:?}")));
             }
             if pairs.iter().any(|(pk, _)| *pk == k) {

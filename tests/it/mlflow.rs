@@ -251,14 +251,7 @@ async fn deliveries_are_verified_before_anything_is_appended() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = s
-        .http
-        .delete(s.url(&format!("/v1/admin/tokens/{id}")))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    revoke(&s, &id).await;
     let (status, _) = deliver(&s, "d-10", &version_created("fraud", "3")).await;
     assert_eq!(status, 401);
     let mut s = s;

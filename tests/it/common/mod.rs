@@ -181,6 +181,18 @@ pub async fn grant(s: &TestServer, kind: &str, id: &str, roles: &[&str]) -> (Str
     (v["token"].as_str().unwrap().to_string(), v)
 }
 
+/// Revoke a token as the admin; the answer must be 200.
+pub async fn revoke(s: &TestServer, token_id: &str) {
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/admin/tokens/{token_id}")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// Poll until `f` holds (bounded).
 pub async fn eventually(what: &str, limit: std::time::Duration, mut f: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
