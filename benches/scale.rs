@@ -1,8 +1,10 @@
 //! Growth: appends events through the real sequencer onto RocksDB up to each
 //! target size, and at each records the process RSS and inclusion proofs/s
 //! at random indexes. The baseline, measured in the same run on the same
-//! database, is raw RocksDB `multi_get` of exactly the node keys each proof
-//! reads (so the ratio is the cost of planning, assembly and the store layer).
+//! database, is raw RocksDB `multi_get` of every node key a proof needs,
+//! read from the store alone. The log keeps the upper levels of the tree
+//! in memory (`store::UpperLevels`) and reads only the lowest ones, so the
+//! ratio is what that cache buys, net of planning and assembly.
 //!
 //! ```text
 //! cargo bench --bench scale -- [--sizes 1000000,10000000] [--proof-seconds 5] [--cache-mb 128]
@@ -15,7 +17,9 @@ use modeltrail::audit::event::prepare;
 use modeltrail::log::{Log, LogConfig};
 use modeltrail::metrics::Metrics;
 use modeltrail::note::{KeyName, SignerKey};
-use modeltrail::store::{RocksOptions, RocksStore, Store};
+use modeltrail::store::{
+    rocks_node_key, RocksOptions, RocksStore, Store, UpperLevels, DEFAULT_MIN_LEVEL,
+};
 use modeltrail::tree::inclusion_plan;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +91,8 @@ fn main() {
     let mut size = 0u64;
     let mut rss = Vec::new();
     // One store and log for the whole run, as in the server.
-    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&db_path, &rocks_opts).unwrap());
+    let rocks: Arc<dyn Store> = Arc::new(RocksStore::open(&db_path, &rocks_opts).unwrap());
+    let store: Arc<dyn Store> = Arc::new(UpperLevels::open(rocks, DEFAULT_MIN_LEVEL).unwrap());
     let log = Arc::new(
         Log::open(
             store.clone(),
@@ -132,10 +137,11 @@ fn main() {
         let rss_now = status_mib("VmRSS:");
         let m = store.memory();
         eprintln!(
-            "at {size}: block cache {} MiB (memtables charged to it), memtables {} MiB, table readers {} MiB",
+            "at {size}: block cache {} MiB (memtables charged to it), memtables {} MiB, table readers {} MiB, upper levels in memory {:.1} MiB",
             m.block_cache >> 20,
             m.memtables >> 20,
-            m.table_readers >> 20
+            m.table_readers >> 20,
+            m.node_cache as f64 / 1048576.0
         );
         let anon_now = status_mib("RssAnon:");
         rss.push(rss_now);
@@ -159,22 +165,17 @@ fn main() {
             let cfs = rocksdb::DB::list_cf(&opts, &db_path).unwrap();
             rocksdb::DB::open_cf_for_read_only(&opts, &db_path, cfs, false).unwrap()
         };
-        let cf = raw_db.cf_handle("nodes").unwrap();
+        let cf = raw_db.cf_handle("node_tiles").unwrap();
         let mut rng = Rng(0x9e3779b97f4a7c15);
         let t0 = Instant::now();
         let mut gets = 0u64;
         while t0.elapsed() < Duration::from_secs(proof_secs) {
             let i = rng.next() % size;
-            let keys: Vec<[u8; 9]> = inclusion_plan(i, size)
+            let keys: Vec<[u8; 11]> = inclusion_plan(i, size)
                 .unwrap()
                 .node_ids()
                 .iter()
-                .map(|id| {
-                    let mut k = [0u8; 9];
-                    k[0] = id.level;
-                    k[1..].copy_from_slice(&id.index.to_be_bytes());
-                    k
-                })
+                .map(rocks_node_key)
                 .collect();
             keys_per_proof.push(keys.len());
             let got = raw_db.batched_multi_get_cf(cf, &keys, false);

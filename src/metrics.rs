@@ -20,6 +20,7 @@ pub struct Metrics {
     pub block_cache_bytes: Gauge,
     pub memtable_bytes: Gauge,
     pub table_reader_bytes: Gauge,
+    pub node_cache_bytes: Gauge,
     pub witnessed_size: Gauge,
     pub witness_failures: Counter,
     /// MLflow webhook deliveries accepted, and those ignored (event types
@@ -44,6 +45,7 @@ impl Default for Metrics {
             block_cache_bytes: Gauge::default(),
             memtable_bytes: Gauge::default(),
             table_reader_bytes: Gauge::default(),
+            node_cache_bytes: Gauge::default(),
             witnessed_size: Gauge::default(),
             witness_failures: Counter::default(),
             mlflow_deliveries: Counter::default(),
@@ -126,6 +128,11 @@ impl Default for Metrics {
             "Table readers outside the block cache",
             m.table_reader_bytes.clone(),
         );
+        registry.register(
+            "storage_node_cache_bytes",
+            "Hashes of the upper tree levels held in memory",
+            m.node_cache_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -136,6 +143,7 @@ impl Metrics {
         self.block_cache_bytes.set(m.block_cache as i64);
         self.memtable_bytes.set(m.memtables as i64);
         self.table_reader_bytes.set(m.table_readers as i64);
+        self.node_cache_bytes.set(m.node_cache as i64);
     }
 
     pub fn render(&self) -> String {

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::note::VerifierKey;
 use crate::note::{KeyName, SignerKey};
 use crate::serve::ConnLimits;
-use crate::store::{RocksOptions, RocksStore, Store};
+use crate::store::{RocksOptions, RocksStore, Store, UpperLevels, DEFAULT_MIN_LEVEL};
 use crate::witness::collector::{Collector, CollectorConfig, WitnessSpec};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -615,13 +615,14 @@ pub async fn start(cfg: &ServerConfig, data: &DataDir) -> Result<Running, Server
 
 /// The data directory's RocksDB store.
 pub fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
-    Ok(Arc::new(RocksStore::open(
+    let rocks: Arc<dyn Store> = Arc::new(RocksStore::open(
         &cfg.data_dir.join("db"),
         &RocksOptions {
             block_cache_bytes: cfg.block_cache_bytes,
             ..RocksOptions::default()
         },
-    )?))
+    )?);
+    Ok(Arc::new(UpperLevels::open(rocks, DEFAULT_MIN_LEVEL)?))
 }
 
 /// Start serving on a store opened by the caller (a test may wrap it).

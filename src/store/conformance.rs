@@ -162,6 +162,17 @@ fn check_contents(store: &dyn Store, size: u64) {
     }
     let reader = StoreHashes(store);
     assert_eq!(tree::root(size, &reader).unwrap(), edge.root());
+    // Every complete node, read one by one and all at once.
+    let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+    let want: Vec<Option<Hash>> = nodes.iter().map(|(_, h)| Some(*h)).collect();
+    assert_eq!(store.nodes(&ids).unwrap(), want);
+    for (id, h) in nodes.iter().step_by(7) {
+        assert_eq!(store.nodes(&[*id]).unwrap(), vec![Some(*h)], "{id:?}");
+        assert_eq!(
+            store.node_range(id.level, id.index, id.index + 1).unwrap(),
+            vec![*h]
+        );
+    }
     assert_eq!(RightEdge::load(size, &reader).unwrap(), edge);
     // Level-0 range reads are leaf hashes; every stored level is a range.
     if size > 0 {
@@ -247,6 +258,49 @@ fn rocks_store_conforms_and_survives_reopen() {
     assert_eq!(
         store.get_meta(MetaKey::Origin).unwrap().unwrap(),
         b"log.example/x"
+    );
+}
+
+#[test]
+fn the_upper_levels_in_memory_conform_over_either_store() {
+    for min_level in [0, 2, 8] {
+        let mem: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemStore::new());
+        run(&UpperLevels::open(mem, min_level).unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let size = {
+        let rocks: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(RocksStore::open(dir.path(), &RocksOptions::default()).unwrap());
+        let cached = UpperLevels::open(rocks, 1).unwrap();
+        run(&cached);
+        assert!(cached.cached() > 0);
+        cached.tree_size().unwrap()
+    };
+    // Reopened, the cache is loaded from the store.
+    let rocks: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(RocksStore::open(dir.path(), &RocksOptions::default()).unwrap());
+    let cached = UpperLevels::open(rocks, 1).unwrap();
+    assert_eq!(
+        cached.cached() as u64,
+        (1..64).map(|l| size >> l).sum::<u64>()
+    );
+    check_contents(&cached, size);
+}
+
+#[test]
+fn the_upper_levels_catch_up_with_a_commit_they_did_not_see() {
+    let inner: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemStore::new());
+    let cached = UpperLevels::open(inner.clone(), 1).unwrap();
+    let mut edge = RightEdge::empty();
+    append(&cached, &mut edge, 5);
+    // A commit that reached the store without the cache seeing it (as
+    // when a commit reports failure but was durable).
+    append(inner.as_ref(), &mut edge, 40);
+    append(&cached, &mut edge, 30);
+    check_contents(&cached, edge.size());
+    assert_eq!(
+        cached.cached() as u64,
+        (1..64).map(|l| edge.size() >> l).sum::<u64>()
     );
 }
 

@@ -26,12 +26,14 @@
 //!   old or lost in a crash costs only a longer fold over the entries after
 //!   it, and `modeltrail reindex` rebuilds and checks it from the entries.
 
+mod cache;
 pub mod fault;
 mod mem;
 mod rocks;
 
+pub use cache::{UpperLevels, DEFAULT_MIN_LEVEL};
 pub use mem::MemStore;
-pub use rocks::{RocksOptions, RocksStore};
+pub use rocks::{node_key as rocks_node_key, RocksOptions, RocksStore};
 
 use crate::tree::{Hash, HashReader, NodeId, TreeError};
 
@@ -88,6 +90,8 @@ pub struct MemoryUsage {
     pub block_cache: u64,
     pub memtables: u64,
     pub table_readers: u64,
+    /// Node hashes held by [`UpperLevels`].
+    pub node_cache: u64,
 }
 
 /// One new leaf.

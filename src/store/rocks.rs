@@ -3,11 +3,18 @@
 //! | cf | key | value |
 //! |---|---|---|
 //! | `entries` | index (u64 BE) | leaf bytes |
-//! | `nodes` | level (u8) ‖ index (u64 BE) | 32-byte hash |
+//! | `node_tiles` | tile row (u8) ‖ tile (u64 BE) ‖ level in the row (u8) ‖ index in the tile (u8) | 32-byte hash |
 //! | `leaf_index` | leaf hash | index (u64 BE) |
 //! | `event_index` | event id (16 bytes) | index (u64 BE) |
 //! | `lineage` | type ‖ 0 ‖ id ‖ 0 ‖ role (`s`/`r`) ‖ index (u64 BE) | empty (the lineage index) |
 //! | `default` | `tree_size`, `checkpoint`, `meta/<MetaKey>` | tree size, checkpoint, metadata |
+//!
+//! Node keys are grouped by tile, as tlog-tiles cuts the tree: node
+//! `(8t + r, i)` lies in tile `i >> (8 - r)` of row `t`, so the nodes of one
+//! 256-leaf subtree (every level of it) are neighbours on disk, and the
+//! part of an inclusion proof below the cached upper levels is one or two
+//! data blocks. Logs written before this layout kept nodes in a `nodes`
+//! column family keyed `level ‖ index`; they are copied once, at open.
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. RocksDB's memory is bounded by one number,
@@ -26,7 +33,10 @@ use rocksdb::{
 use std::path::Path;
 
 const CF_ENTRIES: &str = "entries";
-const CF_NODES: &str = "nodes";
+const CF_NODES: &str = "node_tiles";
+/// Node hashes in the layout of earlier versions (`level ‖ index`): copied
+/// into `node_tiles` at open, then dropped.
+const CF_OLD_NODES: &str = "nodes";
 const CF_LEAF: &str = "leaf_index";
 const CF_EVENT: &str = "event_index";
 const CF_LINEAGE: &str = "lineage";
@@ -63,7 +73,34 @@ fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.into_string())
 }
 
-fn node_key(id: &NodeId) -> [u8; 9] {
+/// The key of node `id`: tile row, tile, level in the row, index in the
+/// tile (see the module doc).
+pub fn node_key(id: &NodeId) -> [u8; 11] {
+    let (row, r) = (id.level / 8, id.level % 8);
+    let shift = 8 - u32::from(r);
+    let mut k = [0u8; 11];
+    k[0] = row;
+    k[1..9].copy_from_slice(&(id.index >> shift).to_be_bytes());
+    k[9] = r;
+    k[10] = (id.index & ((1u64 << shift) - 1)) as u8;
+    k
+}
+
+/// The node a key names.
+fn node_of_key(k: &[u8]) -> Option<NodeId> {
+    let k: &[u8; 11] = k.try_into().ok()?;
+    let (row, r) = (k[0], k[9]);
+    if r >= 8 {
+        return None;
+    }
+    let tile = u64::from_be_bytes(k[1..9].try_into().ok()?);
+    let shift = 8 - u32::from(r);
+    let index = tile.checked_shl(shift)? | u64::from(k[10]);
+    Some(NodeId::new(row.checked_mul(8)? + r, index))
+}
+
+/// The key of node `(level, index)` in the layout of earlier versions.
+fn old_node_key(id: &NodeId) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = id.level;
     k[1..].copy_from_slice(&id.index.to_be_bytes());
@@ -123,13 +160,24 @@ impl RocksStore {
         db_opts.set_max_total_wal_size(64 << 20);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_ENTRIES, cf_opts(false, true)),
-            ColumnFamilyDescriptor::new(CF_NODES, cf_opts(false, false)),
+            ColumnFamilyDescriptor::new(CF_NODES, {
+                // Every node a proof asks for exists, but a point read
+                // probes each level of the LSM tree above the one holding
+                // it: bloom filters answer those probes without reading a
+                // data block. The last level, where most nodes live and
+                // every probe hits, needs no filter (and keeps the filters
+                // to a small part of the cache).
+                let mut o = cf_opts(true, false);
+                o.set_optimize_filters_for_hits(true);
+                o
+            }),
             ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_EVENT, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_LINEAGE, cf_opts(false, true)),
         ];
         let existing = DB::list_cf(&db_opts, path).unwrap_or_default();
         let old = existing.iter().any(|c| c == CF_OLD_MENTIONS);
+        let old_nodes = existing.iter().any(|c| c == CF_OLD_NODES);
         let mut cfs = cfs;
         if old {
             cfs.push(ColumnFamilyDescriptor::new(
@@ -137,11 +185,59 @@ impl RocksStore {
                 cf_opts(false, true),
             ));
         }
+        if old_nodes {
+            cfs.push(ColumnFamilyDescriptor::new(
+                CF_OLD_NODES,
+                cf_opts(false, false),
+            ));
+        }
         let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
         if old {
             db.drop_cf(CF_OLD_MENTIONS).map_err(engine)?;
         }
+        if old_nodes {
+            let store = RocksStore { db };
+            let copied = store.copy_old_nodes()?;
+            tracing::info!(nodes = copied, "node hashes copied into the tile layout");
+            db = store.db;
+            db.drop_cf(CF_OLD_NODES).map_err(engine)?;
+        }
         Ok(RocksStore { db })
+    }
+
+    /// Copy every node of the earlier layout into `node_tiles` (the same
+    /// hashes under new keys; idempotent, so a copy cut off by a crash is
+    /// simply done again at the next open), durably.
+    fn copy_old_nodes(&self) -> Result<u64, StoreError> {
+        let (from, to) = (self.cf(CF_OLD_NODES)?, self.cf(CF_NODES)?);
+        let mut it = self.db.raw_iterator_cf(from);
+        it.seek_to_first();
+        let mut wb = WriteBatch::default();
+        let mut copied = 0u64;
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let k: [u8; 9] = k
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
+                let id = NodeId::new(
+                    k[0],
+                    u64::from_be_bytes(k[1..].try_into().unwrap_or([0; 8])),
+                );
+                debug_assert_eq!(old_node_key(&id), k);
+                wb.put_cf(to, node_key(&id), hash_value(v)?);
+                copied += 1;
+                if wb.len() >= 100_000 {
+                    self.db.write(std::mem::take(&mut wb)).map_err(engine)?;
+                }
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(engine)?;
+        self.db.flush_cf(to).map_err(engine)?;
+        Ok(copied)
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
@@ -231,7 +327,7 @@ impl Store for RocksStore {
     }
 
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
-        let keys: Vec<[u8; 9]> = ids.iter().map(node_key).collect();
+        let keys: Vec<[u8; 11]> = ids.iter().map(node_key).collect();
         self.db
             .batched_multi_get_cf(self.cf(CF_NODES)?, &keys, false)
             .into_iter()
@@ -247,15 +343,37 @@ impl Store for RocksStore {
             return Err(StoreError::Corrupt(format!("bad range {start}..{end}")));
         }
         let want = (end - start) as usize;
-        let from = node_key(&NodeId::new(level, start));
-        let to = node_key(&NodeId::new(level, end));
-        let raw = self.scan(CF_NODES, &from, &to, want)?;
-        if raw.len() != want {
+        let mut out = Vec::with_capacity(want);
+        if want > 0 {
+            // One range read over the tiles that hold the nodes; within a
+            // tile the other levels of its row lie between them.
+            let from = node_key(&NodeId::new(level, start));
+            let mut to = node_key(&NodeId::new(level, end - 1)).to_vec();
+            to.push(0);
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(to);
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
+            it.seek(from);
+            while it.valid() {
+                if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    match node_of_key(k) {
+                        Some(id) if id.level == level && id.index >= start && id.index < end => {
+                            out.push(hash_value(v)?)
+                        }
+                        Some(_) => {}
+                        None => return Err(StoreError::Corrupt("malformed node key".into())),
+                    }
+                }
+                it.next();
+            }
+            it.status().map_err(engine)?;
+        }
+        if out.len() != want {
             return Err(StoreError::Corrupt(format!(
                 "nodes {level}/{start}..{end} missing"
             )));
         }
-        raw.iter().map(|v| hash_value(v)).collect()
+        Ok(out)
     }
 
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
@@ -408,5 +526,64 @@ mod tests {
         let cfs = DB::list_cf(&Options::default(), &path).unwrap();
         assert!(!cfs.iter().any(|c| c == CF_OLD_MENTIONS), "{cfs:?}");
         assert!(cfs.iter().any(|c| c == CF_LINEAGE), "{cfs:?}");
+    }
+
+    #[test]
+    fn node_keys_group_each_tile_and_read_back() {
+        for (level, index) in [
+            (0, 0),
+            (0, 255),
+            (0, 256),
+            (3, 77),
+            (7, 1),
+            (8, 0),
+            (8, 513),
+            (15, 3),
+            (20, 9),
+            (63, 0),
+        ] {
+            let id = NodeId::new(level, index);
+            assert_eq!(node_of_key(&node_key(&id)), Some(id));
+        }
+        // Every level of the subtree over leaves 256..512 sorts between
+        // the tile before it and the tile after it.
+        let tile = |l: u8, i: u64| node_key(&NodeId::new(l, i));
+        assert!(tile(0, 255) < tile(0, 256));
+        assert!(tile(0, 511) < tile(7, 3) && tile(7, 3) < tile(0, 512));
+        assert!(tile(0, 300) < tile(1, 128) && tile(1, 128) < tile(0, 600));
+    }
+
+    #[test]
+    fn nodes_of_the_earlier_layout_are_copied_at_open() {
+        use crate::tree::{self, RightEdge};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut edge = RightEdge::empty();
+        let mut nodes = Vec::new();
+        for i in 0..3000u64 {
+            edge.push(tree::leaf_hash(&i.to_be_bytes()), &mut nodes);
+        }
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = DB::open_cf(&o, &path, [CF_OLD_NODES]).unwrap();
+            let cf = db.cf_handle(CF_OLD_NODES).unwrap();
+            for (id, h) in &nodes {
+                db.put_cf(cf, old_node_key(id), h).unwrap();
+            }
+            db.put(META_SIZE, 3000u64.to_be_bytes()).unwrap();
+        }
+        let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+        let want: Vec<Option<Hash>> = nodes.iter().map(|(_, h)| Some(*h)).collect();
+        assert_eq!(store.nodes(&ids).unwrap(), want);
+        assert_eq!(
+            tree::root(3000, &super::super::StoreHashes(&store)).unwrap(),
+            edge.root()
+        );
+        drop(store);
+        let cfs = DB::list_cf(&Options::default(), &path).unwrap();
+        assert!(!cfs.iter().any(|c| c == CF_OLD_NODES), "{cfs:?}");
     }
 }
