@@ -123,6 +123,34 @@ pub struct BucketConfig {
     pub allow_http: bool,
 }
 
+/// A client of the S3-compatible bucket `cfg` names (credentials from the
+/// environment). No overall time limit (an object can take long to
+/// stream), but a connection must open in 5 s and a silent one fails after
+/// 60 s; a failing request is retried at most 3 times within 15 s.
+pub fn open_bucket(cfg: &BucketConfig) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+    let options = object_store::ClientOptions::new()
+        .with_allow_http(cfg.allow_http)
+        .with_timeout_disabled()
+        .with_connect_timeout(std::time::Duration::from_secs(5))
+        .with_read_timeout(std::time::Duration::from_secs(60));
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+        ..Default::default()
+    };
+    let mut b = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&cfg.bucket)
+        .with_client_options(options)
+        .with_retry(retry);
+    if let Some(e) = &cfg.endpoint {
+        b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+    }
+    if let Some(r) = &cfg.region {
+        b = b.with_region(r);
+    }
+    Ok(Arc::new(b.build()?))
+}
+
 /// The blob store.
 #[derive(Debug)]
 pub struct Blobs {
@@ -160,33 +188,9 @@ impl Blobs {
 
     /// Blobs in a bucket.
     pub fn bucket(cfg: &BucketConfig, max_bytes: u64) -> Result<Blobs, BlobError> {
-        // No overall time limit (a blob can take long to stream), but a
-        // connection must open in 5 s and a silent one fails after 60 s;
-        // a failing request is retried at most 3 times within 15 s.
-        let options = object_store::ClientOptions::new()
-            .with_allow_http(cfg.allow_http)
-            .with_timeout_disabled()
-            .with_connect_timeout(std::time::Duration::from_secs(5))
-            .with_read_timeout(std::time::Duration::from_secs(60));
-        let retry = object_store::RetryConfig {
-            max_retries: 3,
-            retry_timeout: std::time::Duration::from_secs(15),
-            ..Default::default()
-        };
-        let mut b = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(&cfg.bucket)
-            .with_client_options(options)
-            .with_retry(retry);
-        if let Some(e) = &cfg.endpoint {
-            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
-        }
-        if let Some(r) = &cfg.region {
-            b = b.with_region(r);
-        }
-        let store = b.build().map_err(bucket_error)?;
         Ok(Blobs {
             backend: Backend::Bucket {
-                store: Arc::new(store),
+                store: open_bucket(cfg).map_err(bucket_error)?,
                 prefix: cfg.prefix.clone(),
                 name: format!("s3://{}/{}", cfg.bucket, cfg.prefix),
             },

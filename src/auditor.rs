@@ -90,16 +90,29 @@ pub async fn prove_consistency(
     let proof = if old.size == 0 || old.size > new.size {
         Vec::new()
     } else {
-        let p: wire::ConsistencyProof = client
-            .get_json(&format!(
-                "/v1/proof/consistency?old_size={}&new_size={}",
-                old.size, new.size
-            ))
-            .await?;
-        wire::unhex(&p.proof)
+        fetch_consistency(client, old.size, new.size).await?
     };
     verify::consistency(old, new, &proof)?;
     Ok(proof)
+}
+
+/// The consistency proof between two sizes, unverified: from the log's
+/// proof endpoint, or, where there is none (a mirror of the log's static
+/// files in a bucket answers 404), computed from the hash tiles.
+pub async fn fetch_consistency(
+    client: &Client,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, AuditError> {
+    let path = format!("/v1/proof/consistency?old_size={old}&new_size={new}");
+    match client.get_json::<wire::ConsistencyProof>(&path).await {
+        Ok(p) => Ok(wire::unhex(&p.proof)),
+        // A bucket answers 404, or 403 to a reader who may not list it.
+        Err(ClientError::Status {
+            status: 403 | 404, ..
+        }) => consistency_from_tiles(client, old, new).await,
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Read an entry bundle: exactly `width` length-prefixed entries.
@@ -236,4 +249,146 @@ async fn check_tile(
         );
     }
     Ok(())
+}
+
+/// The tile that holds tree node `id` in a tree of `size`, and the range
+/// of its hashes the node is the root of. Node `(8t + r, i)` is the root of
+/// the `2^r` hashes of tree level `8t` from `i·2^r`, all in one tile.
+fn tile_of(id: NodeId, size: u64) -> Option<(TilePath, std::ops::Range<usize>)> {
+    let t = id.level / 8;
+    let r = u32::from(id.level % 8);
+    let first = id.index.checked_shl(r)?;
+    let count = size.checked_shr(u32::from(t) * 8)?;
+    let n = first / TILE_WIDTH;
+    let width = count.checked_sub(n * TILE_WIDTH)?.min(TILE_WIDTH);
+    let at = (first % TILE_WIDTH) as usize;
+    if (at + (1usize << r)) as u64 > width {
+        return None;
+    }
+    Some((
+        TilePath {
+            kind: TileKind::Hashes { level: t },
+            index: n,
+            width,
+        },
+        at..at + (1usize << r),
+    ))
+}
+
+/// The root of a complete subtree from its `2^r` hashes at its lowest level.
+fn perfect_root(hashes: &[Hash]) -> Hash {
+    let mut row = hashes.to_vec();
+    while row.len() > 1 {
+        row = row
+            .chunks(2)
+            .map(|p| crate::tree::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    row[0]
+}
+
+/// Node hashes of the tree of `size`, computed from its hash tiles (the
+/// static files a log or its mirror serves), each tile fetched once by
+/// `fetch` (called with the path below `tile/`; it returns the tile's
+/// bytes). What it returns is only as good as the tiles: verify what is
+/// built from it against a signed checkpoint.
+pub async fn nodes_from_tiles<F, Fut>(
+    size: u64,
+    ids: &[NodeId],
+    mut fetch: F,
+) -> Result<Vec<Hash>, AuditError>
+where
+    F: FnMut(TilePath) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, AuditError>>,
+{
+    let mut tiles: std::collections::HashMap<TilePath, Vec<Hash>> = Default::default();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (path, range) = tile_of(*id, size).ok_or_else(|| {
+            Failure::Malformed(format!(
+                "node {}/{} is not in the tree of size {size}",
+                id.level, id.index
+            ))
+        })?;
+        let hashes = match tiles.entry(path) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let bytes = fetch(path).await?;
+                e.insert(split_tile(&bytes, path)?)
+            }
+        };
+        out.push(perfect_root(&hashes[range]));
+    }
+    Ok(out)
+}
+
+/// A tile's bytes as hashes; exactly `path.width` of them.
+pub fn split_tile(bytes: &[u8], path: TilePath) -> Result<Vec<Hash>, Failure> {
+    if bytes.len() as u64 != path.width * 32 {
+        return Err(Failure::Invalid(format!(
+            "tile {} has {} bytes, expected {}",
+            path.encode(),
+            bytes.len(),
+            path.width * 32
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
+}
+
+/// Fetch a tile from a log or a mirror by URL. A partial tile that is gone
+/// (a mirror may delete one once its full tile exists, as tlog-tiles
+/// allows) is read from the full tile's first hashes.
+pub async fn fetch_tile(client: &Client, path: TilePath) -> Result<Vec<u8>, AuditError> {
+    match client
+        .get_bytes_retrying(&format!("/tile/{}", path.encode()), ATTEMPTS)
+        .await
+    {
+        Ok(b) => Ok(b),
+        Err(ClientError::Status {
+            status: 403 | 404, ..
+        }) if path.is_partial() => {
+            let full = TilePath {
+                width: TILE_WIDTH,
+                ..path
+            };
+            let mut b = client
+                .get_bytes_retrying(&format!("/tile/{}", full.encode()), ATTEMPTS)
+                .await?;
+            let keep = match path.kind {
+                TileKind::Hashes { .. } => (path.width * 32) as usize,
+                TileKind::Entries => {
+                    return Err(Failure::Malformed("entry bundles are not cut here".into()).into())
+                }
+            };
+            if b.len() < keep {
+                return Err(Failure::Invalid(format!("tile {} is short", full.encode())).into());
+            }
+            b.truncate(keep);
+            Ok(b)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The consistency proof between two tree sizes computed from the hash
+/// tiles alone, for a log read from static files (a mirror in a bucket)
+/// that has no proof endpoint. The caller verifies it.
+pub async fn consistency_from_tiles(
+    client: &Client,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, AuditError> {
+    let plan =
+        crate::tree::consistency_plan(old, new).map_err(|e| Failure::Malformed(e.to_string()))?;
+    let hashes = nodes_from_tiles(new, &plan.node_ids(), |p| fetch_tile(client, p)).await?;
+    Ok(plan
+        .assemble(&hashes)
+        .map_err(|e| Failure::Malformed(e.to_string()))?)
 }

@@ -11,7 +11,8 @@
 //!   artifact blobs ([`artifacts`]);
 //! - the service: [`ledger`], [`trace`], [`api`], [`server`], [`witness`];
 //! - verification and clients: [`verify`], [`client`], [`auditor`],
-//!   [`monitor`], [`report`], [`cli`].
+//!   [`monitor`], [`report`], [`cli`]; publishing the static files to a
+//!   bucket: [`mirror`].
 
 pub mod access;
 pub mod api;
@@ -26,6 +27,7 @@ pub mod fsutil;
 pub mod ledger;
 pub mod log;
 pub mod metrics;
+pub mod mirror;
 pub mod mlflow;
 pub mod monitor;
 pub mod note;

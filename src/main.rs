@@ -69,6 +69,12 @@ enum Cmd {
     /// Watch a log's checkpoint and raise the alarm if it ever forks,
     /// shrinks or stops being consistent.
     Monitor(MonitorArgs),
+    /// Publish the log's checkpoint, hash tiles and entry bundles to an
+    /// S3-compatible bucket (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY), verified first; the checkpoint is written
+    /// last. Exit 0 in sync, 1 verification failed, 2 bad input, 3 the log
+    /// or the bucket could not be reached.
+    Mirror(MirrorArgs),
     /// Run a witness (c2sp tlog-witness): cosign checkpoints of the given
     /// logs only if they extend the last one it cosigned.
     Witness(WitnessArgs),
@@ -449,6 +455,38 @@ enum VerifyCmd {
 }
 
 #[derive(Args)]
+struct MirrorArgs {
+    /// The log to mirror.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// The bucket's name.
+    #[arg(long)]
+    bucket: String,
+    /// Keys start with this (`mylog/`).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// An S3-compatible endpoint (http://127.0.0.1:9000); AWS if absent.
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    #[arg(long)]
+    allow_http: bool,
+    /// Sync once and exit.
+    #[arg(long)]
+    once: bool,
+    /// Seconds between syncs.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+    /// Print every object written or deleted.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[derive(Args)]
 struct MonitorArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
@@ -545,6 +583,7 @@ fn main() -> ExitCode {
         Cmd::Submit(a) => rt.block_on(submit(a)),
         Cmd::Verify { what } => return finish(rt.block_on(verify(what))),
         Cmd::Monitor(a) => return rt.block_on(monitor(a)),
+        Cmd::Mirror(a) => return rt.block_on(mirror(a)),
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
         Cmd::Reindex { data_dir } => return reindex(&data_dir),
@@ -920,6 +959,58 @@ async fn verify(what: VerifyCmd) -> Result<String, AuditError> {
             let r = cli::verify_log(&client(&server)?, &p, &progress).await;
             bar.finish_and_clear();
             r
+        }
+    }
+}
+
+async fn mirror(a: MirrorArgs) -> ExitCode {
+    let cfg = modeltrail::artifacts::BucketConfig {
+        bucket: a.bucket.clone(),
+        endpoint: a.endpoint.clone(),
+        region: a.region.clone(),
+        prefix: a.prefix.clone(),
+        allow_http: a.allow_http,
+    };
+    let m = match (policy(&a.trust), Client::new(&a.server, None)) {
+        (Ok(policy), Ok(client)) => match modeltrail::mirror::Mirror::new(client, policy, &cfg) {
+            Ok(m) => m,
+            Err(e) => {
+                out!("FAIL: {e}");
+                return ExitCode::from(e.exit_code() as u8);
+            }
+        },
+        (Err(f), _) => return finish(Err(f)),
+        (_, Err(e)) => return finish(Err(e.into())),
+    };
+    let verbose = a.verbose;
+    let report = move |name: &str| {
+        if verbose {
+            out!("{name}");
+        }
+    };
+    loop {
+        match m.sync(&report).await {
+            Ok(s) if s.new_size == s.old_size => out!("OK: the bucket holds tree size {}", s.new_size),
+            Ok(s) => out!(
+                "OK: tree size {} published (from {}): {} objects written, {} partial tiles deleted",
+                s.new_size,
+                s.old_size,
+                s.uploaded,
+                s.deleted
+            ),
+            Err(e) => {
+                out!("FAIL: {e}");
+                if a.once {
+                    return ExitCode::from(e.exit_code() as u8);
+                }
+            }
+        }
+        if a.once {
+            return ExitCode::SUCCESS;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(a.interval.max(1))) => {}
+            _ = server::shutdown_signal() => return ExitCode::SUCCESS,
         }
     }
 }

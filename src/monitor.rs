@@ -166,15 +166,9 @@ impl Monitor {
         if old == 0 || old >= new {
             return Vec::new();
         }
-        let path = format!("/v1/proof/consistency?old_size={old}&new_size={new}");
-        match self
-            .client
-            .get_json::<crate::wire::ConsistencyProof>(&path)
+        auditor::fetch_consistency(&self.client, old, new)
             .await
-        {
-            Ok(p) => crate::wire::unhex(&p.proof),
-            Err(_) => Vec::new(),
-        }
+            .unwrap_or_default()
     }
 
     fn save(&self, v: &Verified) -> Result<(), Failure> {

@@ -13,13 +13,13 @@ pub const TILE_WIDTH: u64 = 256;
 /// Tile levels are 0..=63 by the spec; beyond 7 no tree of u64 size has nodes.
 pub const MAX_TILE_LEVEL: u8 = 63;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TileKind {
     Hashes { level: u8 },
     Entries,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TilePath {
     pub kind: TileKind,
     pub index: u64,

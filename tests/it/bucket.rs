@@ -115,8 +115,14 @@ fn noise(n: usize) -> Vec<u8> {
     out
 }
 
+/// The command line with the bucket's (test) credentials in its environment.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -365,4 +371,298 @@ async fn an_unreachable_bucket_is_an_error_not_a_hang() {
     assert_eq!(r.status(), 200);
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+}
+
+/// `count` predictions appended as the admin, 32 at a time.
+async fn append_predictions(s: &crate::common::TestServer, from: u64, count: u64) {
+    let mut at = from;
+    while at < from + count {
+        let wave: Vec<_> = (at..(at + 32).min(from + count))
+            .map(|i| {
+                let ev = json!({
+                    "action": "predict", "actor": {"type": "user", "id": "admin"},
+                    "timestamp": "2025-05-05T14:03:00Z",
+                    "subject": {"type": "prediction", "id": format!("p-{i}")},
+                    "related": [{"type": "deployment", "id": "fraud-prod"}],
+                    "metadata": {"score": 0.5}
+                });
+                async move { crate::common::post_as(s, &s.token, &ev).await }
+            })
+            .collect();
+        for (status, body) in futures_util::future::join_all(wave).await {
+            assert!(status == 200 || status == 201, "{status} {body}");
+        }
+        at = (at + 32).min(from + count);
+    }
+}
+
+/// `modeltrail mirror --once` against the test's bucket; its exit code and
+/// output.
+fn mirror_args<'a>(base: &'a str, vkey: &'a str, endpoint: &'a str) -> Vec<&'a str> {
+    vec![
+        "mirror",
+        "--once",
+        "--server",
+        base,
+        "--vkey",
+        vkey,
+        "--bucket",
+        MIRROR_BUCKET,
+        "--prefix",
+        "log",
+        "--endpoint",
+        endpoint,
+        "--region",
+        "us-east-1",
+        "--allow-http",
+    ]
+}
+
+const MIRROR_BUCKET: &str = "modeltrail-mirror";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_mirrored_to_a_bucket_and_audited_from_its_url_alone() {
+    let http = reqwest::Client::new();
+    let moto = start_moto(&http).await;
+    assert!(http
+        .put(format!("{}/{MIRROR_BUCKET}", moto.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    // Anyone may read the bucket's objects, as for a public mirror (moto
+    // checks the policy; it takes any signature as valid).
+    let signed = "AWS4-HMAC-SHA256 Credential=test/20261202/us-east-1/s3/aws4_request, \
+                  SignedHeaders=host, Signature=00";
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{MIRROR_BUCKET}/*")}]});
+    assert!(http
+        .put(format!("{}/{MIRROR_BUCKET}?policy", moto.url))
+        .header("authorization", signed)
+        .header("content-type", "application/json")
+        .body(policy.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    // The mirror's public URL: the bucket's objects under the prefix, read
+    // with plain GETs as any auditor or CDN would.
+    let public = format!("{}/{MIRROR_BUCKET}/log", moto.url);
+    let s = crate::common::start().await;
+    let vkey = s.vkey.to_string();
+    append_predictions(&s, 0, 6000).await;
+    let size_1: u64 = 6000;
+
+    // A sync killed in the middle: objects were written, the checkpoint
+    // was not, so the bucket still names no tree.
+    let args = mirror_args(&s.base, &vkey, &moto.url);
+    let mut verbose = args.clone();
+    verbose.push("--verbose");
+    let (killed_after, mut child) = {
+        let verbose: Vec<String> = verbose.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut child = Command::new(BIN)
+                .args(&verbose)
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                seen.push(lines.next().unwrap().unwrap());
+            }
+            child.kill().unwrap();
+            (seen, child)
+        })
+        .await
+        .unwrap()
+    };
+    child.wait().unwrap();
+    assert!(
+        killed_after.iter().all(|l| l.starts_with("tile/")),
+        "{killed_after:?}"
+    );
+    let cp = http
+        .get(format!("{public}/checkpoint"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cp.status(), 404, "the checkpoint came before the tiles");
+    let first = &killed_after[0];
+    assert_eq!(
+        http.get(format!("{public}/{first}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Run again: it resumes and publishes the tree.
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("OK: tree size {size_1} published (from 0)")),
+        "{out}"
+    );
+    // Every tile and bundle is there, the checkpoint is the log's.
+    let cp = http
+        .get(format!("{public}/checkpoint"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cp.status(), 200);
+    assert_eq!(
+        cp.headers()["cache-control"].to_str().unwrap(),
+        modeltrail::mirror::CHANGING
+    );
+    let cp_text = cp.text().await.unwrap();
+    assert!(cp_text.contains(&format!("\n{size_1}\n")), "{cp_text}");
+    let full = http
+        .get(format!("{public}/tile/0/000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        full.headers()["cache-control"].to_str().unwrap(),
+        modeltrail::mirror::IMMUTABLE
+    );
+    let served = http
+        .get(format!("{}/tile/0/000", s.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(full.bytes().await.unwrap(), served);
+    let partial = format!("tile/0/023.p/{}", size_1 % 256);
+    assert_eq!(
+        http.get(format!("{public}/{partial}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // `verify log` and the monitor work against the bucket's URL alone.
+    let (code, out, err) = run(&["verify", "log", "--server", &public, "--vkey", &vkey]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("{size_1}")), "{out}");
+    let state = tempfile::tempdir().unwrap();
+    let state_file = state.path().join("monitor.state");
+    let monitor = |state: &std::path::Path| {
+        run(&[
+            "monitor",
+            "--once",
+            "--server",
+            &public,
+            "--vkey",
+            &vkey,
+            "--state",
+            state.to_str().unwrap(),
+        ])
+    };
+    let (code, out, err) = monitor(&state_file);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // The log grows past the partial tile; the next sync is incremental,
+    // replaces the partial tile by the full one, and the monitor proves
+    // consistency from the bucket's tiles.
+    append_predictions(&s, size_1, 300).await;
+    let size_2 = size_1 + 300;
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("OK: tree size {size_2} published (from {size_1})")),
+        "{out}"
+    );
+    assert!(out.contains("2 partial tiles deleted"), "{out}");
+    assert_eq!(
+        http.get(format!("{public}/{partial}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // The proof from the bucket's tiles is the log's own.
+    let from_tiles = modeltrail::auditor::consistency_from_tiles(
+        &modeltrail::client::Client::new(&public, None).unwrap(),
+        size_1,
+        size_2,
+    )
+    .await
+    .unwrap();
+    let served: Value = http
+        .get(format!(
+            "{}/v1/proof/consistency?old_size={size_1}&new_size={size_2}",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(from_tiles, crate::common::hex_list(&served["proof"]));
+    let (code, out, err) = monitor(&state_file);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("tree size {size_2} is consistent with {size_1}")),
+        "{out}"
+    );
+    let (code, out, err) = run(&["verify", "log", "--server", &public, "--vkey", &vkey]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // Nothing new: nothing written.
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("the bucket holds tree size {size_2}")),
+        "{out}"
+    );
+
+    // A tampered bucket is caught: one flipped hash in a full tile fails
+    // `verify log`.
+    let key = format!("{public}/tile/0/001");
+    let mut tile = http
+        .get(&key)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    tile[5] ^= 1;
+    assert!(http
+        .put(&key)
+        .header("authorization", signed)
+        .body(tile)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let (code, out, _) = run(&["verify", "log", "--server", &public, "--vkey", &vkey]);
+    assert_eq!(code, Some(1), "{out}");
+    // The log's other key: the mirror publishes nothing.
+    let other = modeltrail::note::SignerKey::from_seed(
+        modeltrail::note::KeyName::new(crate::common::ORIGIN).unwrap(),
+        [9u8; 32],
+    )
+    .verifier()
+    .to_string();
+    let mut wrong = args.clone();
+    wrong[5] = &other;
+    let (code, out, _) = run(&wrong);
+    assert_eq!(code, Some(1), "{out}");
 }

@@ -111,6 +111,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "mirror",
+        &["artifacts", "auditor", "client", "tiles", "tree", "verify"],
+    ),
+    (
         "report",
         &[
             "audit", "client", "encoding", "registry", "tree", "verify", "wire",
