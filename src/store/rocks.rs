@@ -196,21 +196,25 @@ impl RocksStore {
             db.drop_cf(CF_OLD_MENTIONS).map_err(engine)?;
         }
         if old_nodes {
-            let store = RocksStore { db };
-            let copied = store.copy_old_nodes()?;
+            let copied = copy_old_nodes(&db)?;
             tracing::info!(nodes = copied, "node hashes copied into the tile layout");
-            db = store.db;
             db.drop_cf(CF_OLD_NODES).map_err(engine)?;
         }
         Ok(RocksStore { db })
     }
+}
 
-    /// Copy every node of the earlier layout into `node_tiles` (the same
-    /// hashes under new keys; idempotent, so a copy cut off by a crash is
-    /// simply done again at the next open), durably.
-    fn copy_old_nodes(&self) -> Result<u64, StoreError> {
-        let (from, to) = (self.cf(CF_OLD_NODES)?, self.cf(CF_NODES)?);
-        let mut it = self.db.raw_iterator_cf(from);
+/// Copy every node of the earlier layout into `node_tiles` (the same
+/// hashes under new keys; idempotent, so a copy cut off by a crash is
+/// simply done again at the next open), durably.
+fn copy_old_nodes(db: &DB) -> Result<u64, StoreError> {
+    let cf = |name: &str| {
+        db.cf_handle(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+    };
+    {
+        let (from, to) = (cf(CF_OLD_NODES)?, cf(CF_NODES)?);
+        let mut it = db.raw_iterator_cf(from);
         it.seek_to_first();
         let mut wb = WriteBatch::default();
         let mut copied = 0u64;
@@ -227,7 +231,7 @@ impl RocksStore {
                 wb.put_cf(to, node_key(&id), hash_value(v)?);
                 copied += 1;
                 if wb.len() >= 100_000 {
-                    self.db.write(std::mem::take(&mut wb)).map_err(engine)?;
+                    db.write(std::mem::take(&mut wb)).map_err(engine)?;
                 }
             }
             it.next();
@@ -235,11 +239,13 @@ impl RocksStore {
         it.status().map_err(engine)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(engine)?;
-        self.db.flush_cf(to).map_err(engine)?;
+        db.write_opt(wb, &wo).map_err(engine)?;
+        db.flush_cf(to).map_err(engine)?;
         Ok(copied)
     }
+}
 
+impl RocksStore {
     fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)
@@ -267,6 +273,24 @@ impl RocksStore {
         }
         it.status().map_err(engine)?;
         Ok(out)
+    }
+}
+
+impl Drop for RocksStore {
+    /// Write the memtables out on a clean close, so the next open has no
+    /// write-ahead log to replay (a crash still replays it: nothing
+    /// acknowledged depends on this).
+    fn drop(&mut self) {
+        for name in [CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT, CF_LINEAGE] {
+            if let Some(cf) = self.db.cf_handle(name) {
+                if let Err(e) = self.db.flush_cf(cf) {
+                    tracing::warn!(error = %e, cf = name, "flush at close failed");
+                }
+            }
+        }
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "flush at close failed");
+        }
     }
 }
 
