@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000]
-//!                                [--fill N] [--proofs] [--server URL --token T]
+//!                                [--fill N] [--proofs] [--postgres] [--server URL --token T]
 //! ```
 //!
 //! - Appends: unique events, a closed loop per connection. Baseline: a raw
@@ -15,9 +15,17 @@
 //!   by the client waiting for it.
 //! - `--fill N`: first append N events (64 connections), to measure reads on
 //!   a large log.
-//! - `--proofs`: inclusion proofs at random indexes of the whole tree over
-//!   64 connections. Baseline: `GET /healthz` at the same concurrency, the
-//!   cost of an HTTP round trip that does no work.
+//! - `--proofs`: inclusion proofs at random indexes of the whole tree, and
+//!   consistency proofs from a random older size, over 64 connections.
+//!   Baseline: `GET /healthz` at the same concurrency, the cost of an HTTP
+//!   round trip that does no work.
+//! - `--postgres`: a second baseline for appends, PostgreSQL's single-row
+//!   INSERT of an event-sized row per transaction (`pgbench`, the same
+//!   client counts, `synchronous_commit = on`, a fresh cluster in a
+//!   temporary directory, the PostgreSQL 15 of Debian's packages), run
+//!   right after the server's own appends at each client count.
+//! - CPU per append: the server process's user + system CPU time (from
+//!   `/proc/<pid>/stat`) over each append run, divided by its appends.
 //!
 //! Without `--server`, it starts the server binary on 127.0.0.1 with a fresh
 //! temporary data directory. Clients are raw hyper HTTP/1.1 keep-alive
@@ -43,6 +51,7 @@ struct Args {
     rate: Option<u64>,
     fill: u64,
     proofs: bool,
+    postgres: bool,
     server: Option<String>,
     token: Option<String>,
 }
@@ -54,6 +63,7 @@ fn args() -> Args {
         rate: None,
         fill: 0,
         proofs: false,
+        postgres: false,
         server: None,
         token: None,
     };
@@ -66,6 +76,7 @@ fn args() -> Args {
             "--rate" => a.rate = Some(v().parse().unwrap()),
             "--fill" => a.fill = v().parse().unwrap(),
             "--proofs" => a.proofs = true,
+            "--postgres" => a.postgres = true,
             "--server" => a.server = Some(v()),
             "--token" => a.token = Some(v()),
             "--bench" => {}
@@ -80,6 +91,7 @@ fn args() -> Args {
 enum Work {
     Append,
     Proof { tree_size: u64 },
+    Consistency { tree_size: u64 },
     Health,
 }
 
@@ -100,6 +112,14 @@ fn append_body(worker: usize, n: u64) -> String {
         "metadata": {"score": 0.913, "threshold": 0.5}
     })
     .to_string()
+}
+
+/// xorshift: cheap, and every connection walks its own sequence.
+fn xorshift(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
 }
 
 /// A request and the status that counts as success; `sent` is the body size.
@@ -126,12 +146,13 @@ fn request(
             (req, 201, sent)
         }
         Work::Proof { tree_size } => {
-            // xorshift: cheap, and every connection walks its own sequence.
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            let index = *rng % tree_size;
+            let index = xorshift(rng) % tree_size;
             let uri = format!("/v1/proof/inclusion?index={index}&tree_size={tree_size}");
+            (b.uri(uri).body(Full::default()).unwrap(), 200, 0)
+        }
+        Work::Consistency { tree_size } => {
+            let old = 1 + xorshift(rng) % tree_size;
+            let uri = format!("/v1/proof/consistency?old_size={old}&new_size={tree_size}");
             (b.uri(uri).body(Full::default()).unwrap(), 200, 0)
         }
         Work::Health => (b.uri("/healthz").body(Full::default()).unwrap(), 200, 0),
@@ -338,6 +359,178 @@ fn proc_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("RssAnon:"))
 }
 
+/// User + system CPU seconds a process has used, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A throwaway PostgreSQL cluster on a loopback port (run as the
+/// `postgres` user when this runs as root); stopped when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+fn as_postgres(cmd: &std::path::Path) -> Command {
+    // PostgreSQL refuses to run as root.
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries (apt-get install postgresql)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = dir.path().join("pg");
+        let ok = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
+             -c synchronous_commit=on -c fsync=on -c max_connections=200 \
+             -c shared_buffers=128MB",
+            dir.path().display()
+        );
+        let ok = as_postgres(&bin.join("pg_ctl"))
+            .args(["-w", "-D"])
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(dir.path().join("log"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pg_ctl start failed");
+        let pg = Postgres { dir, port, bin };
+        pg.psql("CREATE TABLE events (id bigserial PRIMARY KEY, body text NOT NULL)");
+        pg
+    }
+
+    fn psql(&self, sql: &str) {
+        let ok = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-q", "-c", sql])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "psql: {sql}");
+    }
+
+    /// Single-row INSERTs of `bytes`-byte bodies, one per transaction, from
+    /// `clients` connections for `secs`: transactions per second.
+    fn inserts(&self, clients: usize, secs: u64, bytes: usize) -> f64 {
+        let script = self.dir.path().join("insert.sql");
+        std::fs::write(
+            &script,
+            format!(
+                "INSERT INTO events (body) VALUES (repeat('x', {bytes}) || :client_id || '-' || random());\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(self.bin.join("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-n",
+                "-c",
+                &clients.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &secs.to_string(),
+                "-f",
+            ])
+            .arg(&script)
+            .arg("postgres")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("tps = ")
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("pgbench: {text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(self.dir.path().join("pg"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
 fn main() {
     let a = args();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -400,8 +593,9 @@ fn main() {
         println!();
     }
 
-    println!("| appends: connections | appends/s | p50 ms | p99 ms | p99.9 ms | errors | mean batch | raw RocksDB synced WriteBatch entries/s (same batches, same bytes) | ratio |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let pg = a.postgres.then(Postgres::start);
+    println!("| appends: connections | appends/s | p50 ms | p99 ms | p99.9 ms | errors | mean batch | server CPU µs per append | raw RocksDB synced WriteBatch entries/s (same batches, same bytes) | ratio | PostgreSQL single-row INSERT/s (same clients) | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut plan: Vec<(String, usize, Option<u64>)> = a
         .connections
         .iter()
@@ -413,8 +607,11 @@ fn main() {
     let secs = Stop::After(Duration::from_secs(a.seconds));
     for (label, conns, rate) in plan {
         let (b0, a0) = rt.block_on(counters(&base));
+        let cpu0 = server_pid.map(cpu_seconds).unwrap_or(0.0);
         let r = rt.block_on(run(&base, &token, Work::Append, conns, secs, rate));
+        let cpu1 = server_pid.map(cpu_seconds).unwrap_or(0.0);
         let (b1, a1) = rt.block_on(counters(&base));
+        let cpu_us = (cpu1 - cpu0) * 1e6 / (a1 - a0).max(1.0);
         let mean_batch = ((a1 - a0) / (b1 - b0).max(1.0)).max(1.0);
         // The server adds a 50-byte event_id field to each body.
         let entry_bytes = (r.bytes / r.ok.max(1)) as usize + 50;
@@ -423,8 +620,15 @@ fn main() {
             entry_bytes,
             mean_batch.round() as u64,
         );
+        let (pg_rate, pg_ratio) = match (&pg, rate) {
+            (Some(pg), None) => {
+                let t = pg.inserts(conns, a.seconds, entry_bytes);
+                (format!("{t:.0}"), format!("{:.2}", r.rate() / t))
+            }
+            _ => ("—".to_string(), "—".to_string()),
+        };
         println!(
-            "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {mean_batch:.1} | {raw:.0} | {:.2} |",
+            "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {mean_batch:.1} | {cpu_us:.0} | {raw:.0} | {:.2} | {pg_rate} | {pg_ratio} |",
             r.rate(),
             r.ms(0.5),
             r.ms(0.99),
@@ -446,18 +650,32 @@ fn main() {
             secs,
             None,
         ));
+        let c = rt.block_on(run(
+            &base,
+            &token,
+            Work::Consistency { tree_size },
+            64,
+            secs,
+            None,
+        ));
         let h = rt.block_on(run(&base, &token, Work::Health, 64, secs, None));
         println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | GET /healthz req/s (same run) | ratio |");
         println!("|---|---|---|---|---|---|---|");
-        println!(
-            "| inclusion proof, random index | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
-            p.rate(),
-            p.ms(0.5),
-            p.ms(0.99),
-            p.errors,
-            h.rate(),
-            p.rate() / h.rate()
-        );
+        for (name, r) in [
+            ("inclusion proof, random index", &p),
+            ("consistency proof, random old size", &c),
+            ("`GET /healthz`", &h),
+        ] {
+            println!(
+                "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
+                r.rate(),
+                r.ms(0.5),
+                r.ms(0.99),
+                r.errors,
+                h.rate(),
+                r.rate() / h.rate()
+            );
+        }
     }
     if let Some(c) = child.as_mut() {
         let _ = c.kill();
