@@ -5,7 +5,8 @@
 use super::extract::{parse_uuid, path_u64, query_params, Page, PathParam, Query};
 use super::openapi::{Common, Missing};
 use super::{
-    blocking, entry as entry_wire, receipt as receipt_wire, ApiError, AppState, MAX_PAGE_BYTES,
+    blocking, entry as entry_wire, inline, receipt as receipt_wire, ApiError, AppState,
+    MAX_PAGE_BYTES,
 };
 use crate::encoding::parse_hex32;
 use crate::error::Error;
@@ -319,7 +320,7 @@ pub(super) async fn inclusion(
             None => None,
         };
     let index = q.u64("index")?;
-    let (index, leaf, proof) = blocking(&st.log, move |log| {
+    let (index, leaf, proof) = inline(&st.log, move |log| {
         let index = match (index, by_hash) {
             (Some(i), None) => i,
             (None, Some(h)) => {
@@ -342,8 +343,7 @@ pub(super) async fn inclusion(
         };
         let (leaf, proof) = log.leaf_and_inclusion_proof(index, size)?;
         Ok((index, leaf, proof))
-    })
-    .await?;
+    })?;
     Ok(Json(wire::InclusionProof {
         index,
         tree_size: size,
@@ -367,7 +367,7 @@ pub(super) async fn consistency(
         Some(n) => n,
         None => st.log.head().size,
     };
-    let proof = blocking(&st.log, move |log| log.consistency_proof(old, new)).await?;
+    let proof = inline(&st.log, move |log| log.consistency_proof(old, new))?;
     Ok(Json(wire::ConsistencyProof {
         old_size: old,
         new_size: new,
