@@ -5,8 +5,14 @@
 //! serves proofs and appends.
 //!
 //! ```text
-//! cargo bench --bench bulk -- [--sizes 1000000,10000000,100000000] [--batch 8192] [--proof-seconds 5]
+//! cargo bench --bench bulk -- [--sizes 1000000,10000000,100000000] [--batch 8192] [--proof-seconds 5] [--keep DIR]
 //! ```
+//!
+//! `--keep DIR` leaves the filled log in `DIR/data`, a data directory that
+//! `modeltrail serve --origin bulk.example/log --data-dir DIR/data` opens
+//! (its signing key in `log.key`, and a derived-state snapshot covering
+//! every entry: no entry of the fill changes tokens, keys or the
+//! registry), for measuring over HTTP at that size.
 //!
 //! The fill writes what the sequencer writes, in the same store format:
 //! each batch of canonical events (a prediction with two `related` links
@@ -155,6 +161,7 @@ fn main() {
     let mut proof_secs = 5u64;
     let mut cache_mb = 128usize;
     let mut dir_arg: Option<String> = None;
+    let mut keep: Option<std::path::PathBuf> = None;
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -164,12 +171,19 @@ fn main() {
             "--proof-seconds" => proof_secs = v().parse().unwrap(),
             "--cache-mb" => cache_mb = v().parse().unwrap(),
             "--dir" => dir_arg = Some(v()),
+            "--keep" => keep = Some(std::path::PathBuf::from(v())),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     let tmp = tempfile::tempdir_in(dir_arg.as_deref().unwrap_or("/tmp")).unwrap();
-    let db = tmp.path().join("db");
+    let db = match &keep {
+        Some(k) => {
+            std::fs::create_dir_all(k.join("data")).unwrap();
+            k.join("data/db")
+        }
+        None => tmp.path().join("db"),
+    };
     let signer = SignerKey::from_seed(KeyName::new(ORIGIN).unwrap(), [4u8; 32]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -329,5 +343,19 @@ fn main() {
             per(disk) - per(event_bytes),
             p50 / first
         );
+    }
+    if let Some(k) = keep {
+        use std::os::unix::fs::PermissionsExt;
+        let key = k.join("data/log.key");
+        std::fs::write(&key, format!("{}\n", signer.encode_secret())).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        modeltrail::state::Snapshot {
+            version: modeltrail::state::SNAPSHOT_VERSION,
+            indexed: size,
+            ..Default::default()
+        }
+        .save(store.as_ref())
+        .unwrap();
+        println!("kept: {}", k.join("data").display());
     }
 }
