@@ -331,12 +331,8 @@ async fn bad_grants_revocation_expiry_and_restart() {
     let (ci, _) = grant(&s, "service", "ci", &["submitter"]).await;
     let data_dir = s.dir.path().join("data");
     s.stop().await;
-    let db_bytes: Vec<u8> = std::fs::read_dir(data_dir.join("db"))
-        .unwrap()
-        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap_or_default())
-        .collect();
-    // Control: the newest record (in the write-ahead log, uncompressed) is
-    // found by this scan, with its hash.
+    let db_bytes = crate::common::db_contents(&data_dir.join("db"));
+    // Control: the newest record is found by this scan, with its hash.
     let ci_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(ci.as_bytes()));
     assert!(db_bytes
         .windows(ci_hash.len())
