@@ -8,11 +8,13 @@
 //! cargo bench --bench bulk -- [--sizes 1000000,10000000,100000000] [--batch 8192] [--proof-seconds 5] [--keep DIR]
 //! ```
 //!
-//! `--keep DIR` leaves the filled log in `DIR/data`, a data directory that
+//! `--settle S` waits S seconds after each fill before measuring (for the
+//! compactions the fill left behind). `--keep DIR` leaves the filled log in `DIR/data`, a data directory that
 //! `modeltrail serve --origin bulk.example/log --data-dir DIR/data` opens
 //! (its signing key in `log.key`, and a derived-state snapshot covering
 //! every entry: no entry of the fill changes tokens, keys or the
-//! registry), for measuring over HTTP at that size.
+//! registry), for measuring over HTTP at that size; a later run with the
+//! same `--keep DIR` continues from the log it finds there.
 //!
 //! The fill writes what the sequencer writes, in the same store format:
 //! each batch of canonical events (a prediction with two `related` links
@@ -162,6 +164,7 @@ fn main() {
     let mut cache_mb = 128usize;
     let mut dir_arg: Option<String> = None;
     let mut keep: Option<std::path::PathBuf> = None;
+    let mut settle = 0u64;
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -172,6 +175,7 @@ fn main() {
             "--cache-mb" => cache_mb = v().parse().unwrap(),
             "--dir" => dir_arg = Some(v()),
             "--keep" => keep = Some(std::path::PathBuf::from(v())),
+            "--settle" => settle = v().parse().unwrap(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -195,7 +199,6 @@ fn main() {
     println!("block cache (RocksDB memory budget): {cache_mb} MiB; batches of {batch}");
     println!("| entries | fill entries/s | disk bytes/entry | event bytes/entry | disk − events, bytes/entry | restart s | upper levels in memory MiB | proof p50 µs | proof p99 µs | proofs/s (1 thread) | p50 ratio to the first size | RSS MiB after proofs and appends | RssAnon MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut size = 0u64;
     let mut event_bytes = 0u64;
     let mut edge = RightEdge::empty();
     let mut first_p50: Option<f64> = None;
@@ -210,6 +213,19 @@ fn main() {
         )
         .unwrap(),
     );
+    // A kept log from an earlier run continues from its size (its event
+    // bytes estimated from 1,000 entries spread over it).
+    let mut size = store.tree_size().unwrap();
+    if size > 0 {
+        edge = RightEdge::load(size, &modeltrail::store::StoreHashes(store.as_ref())).unwrap();
+        let step = (size / 1000).max(1);
+        let sample: Vec<u64> = (0..size)
+            .step_by(step as usize)
+            .map(|i| store.entry(i).unwrap().len() as u64)
+            .collect();
+        event_bytes = sample.iter().sum::<u64>() * size / sample.len() as u64;
+        println!("continuing a kept log of {size} entries");
+    }
     for &target in &sizes {
         let started = Instant::now();
         let from = size;
@@ -263,6 +279,9 @@ fn main() {
             }
         }
         let fill_rate = (size - from) as f64 / started.elapsed().as_secs_f64();
+        if settle > 0 {
+            std::thread::sleep(Duration::from_secs(settle));
+        }
 
         // Restart: close everything, then time what the server does at start.
         drop(store);
