@@ -11,9 +11,9 @@
 //! `--settle S` waits S seconds after each fill before measuring (for the
 //! compactions the fill left behind). `--keep DIR` leaves the filled log in `DIR/data`, a data directory that
 //! `modeltrail serve --origin bulk.example/log --data-dir DIR/data` opens
-//! (its signing key in `log.key`, and a derived-state snapshot covering
+//! (its signing key in `log.key`, a derived-state snapshot covering
 //! every entry: no entry of the fill changes tokens, keys or the
-//! registry), for measuring over HTTP at that size; a later run with the
+//! registry, and the lineage index marked complete), for measuring over HTTP at that size; a later run with the
 //! same `--keep DIR` continues from the log it finds there.
 //!
 //! The fill writes what the sequencer writes, in the same store format:
@@ -375,6 +375,13 @@ fn main() {
         }
         .save(store.as_ref())
         .unwrap();
+        // The fill wrote every lineage key: the index is complete.
+        store
+            .put_meta(
+                modeltrail::store::MetaKey::LineageLayout,
+                modeltrail::store::LINEAGE_LAYOUT,
+            )
+            .unwrap();
         println!("kept: {}", k.join("data").display());
     }
 }
