@@ -12,7 +12,11 @@
 //!   same size, in batches of the mean size the server formed.
 //! - `--rate R`: R appends/s over 64 connections on a fixed schedule; latency
 //!   counts from each request's scheduled send time, so a stall is not hidden
-//!   by the client waiting for it.
+//!   by the client waiting for it. `--rate-runs N` repeats it N times. Each
+//!   run also reports, from the server, its batches slower than 6.4 ms
+//!   and 25.6 ms to write, fsync and sign (`modeltrail_commit_seconds`),
+//!   and the RocksDB flushes and compactions that started during the run
+//!   (its event log): the evidence for where a latency outlier comes from.
 //! - `--fill N`: first append N events (64 connections), to measure reads on
 //!   a large log.
 //! - `--proofs`: inclusion proofs at random indexes of the whole tree, and
@@ -49,6 +53,7 @@ struct Args {
     connections: Vec<usize>,
     seconds: u64,
     rate: Option<u64>,
+    rate_runs: usize,
     fill: u64,
     proofs: bool,
     postgres: bool,
@@ -61,6 +66,7 @@ fn args() -> Args {
         connections: vec![1, 16, 64],
         seconds: 10,
         rate: None,
+        rate_runs: 1,
         fill: 0,
         proofs: false,
         postgres: false,
@@ -74,6 +80,7 @@ fn args() -> Args {
             "--connections" => a.connections = v().split(',').map(|x| x.parse().unwrap()).collect(),
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--rate" => a.rate = Some(v().parse().unwrap()),
+            "--rate-runs" => a.rate_runs = v().parse().unwrap(),
             "--fill" => a.fill = v().parse().unwrap(),
             "--proofs" => a.proofs = true,
             "--postgres" => a.postgres = true,
@@ -329,6 +336,53 @@ async fn get_text(base: &str, path: &str) -> String {
         .await
         .unwrap();
     String::from_utf8(body.to_bytes().to_vec()).unwrap()
+}
+
+/// Batches that took longer than `le` seconds to commit, so far.
+fn slow_commits(metrics: &str, le: &str) -> f64 {
+    let read = |prefix: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(prefix)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    read("modeltrail_commit_seconds_count")
+        - read(&format!("modeltrail_commit_seconds_bucket{{le=\"{le}\"}}"))
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// RocksDB flushes and compactions that started in `[from, to]` (µs since
+/// the epoch), from the event log in its LOG file.
+fn rocks_events(db: &std::path::Path, from: u64, to: u64) -> (u64, u64) {
+    let log = std::fs::read_to_string(db.join("LOG")).unwrap_or_default();
+    let (mut flushes, mut compactions) = (0, 0);
+    for line in log.lines() {
+        let Some(json) = line.split_once("EVENT_LOG_v1 ").map(|x| x.1) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+            continue;
+        };
+        let t = v["time_micros"].as_u64().unwrap_or(0);
+        if t < from || t > to {
+            continue;
+        }
+        match v["event"].as_str() {
+            Some("flush_started") => flushes += 1,
+            Some("compaction_started") => compactions += 1,
+            _ => {}
+        }
+    }
+    (flushes, compactions)
 }
 
 /// (batches, appends) so far, from the server's metrics.
@@ -602,15 +656,38 @@ fn main() {
         .map(|&c| (c.to_string(), c, None))
         .collect();
     if let Some(rate) = a.rate {
-        plan.push((format!("64 @ {rate}/s fixed rate"), 64, Some(rate)));
+        for run in 1..=a.rate_runs {
+            let label = if a.rate_runs > 1 {
+                format!("64 @ {rate}/s fixed rate, run {run}")
+            } else {
+                format!("64 @ {rate}/s fixed rate")
+            };
+            plan.push((label, 64, Some(rate)));
+        }
     }
+    let mut evidence = Vec::new();
     let secs = Stop::After(Duration::from_secs(a.seconds));
     for (label, conns, rate) in plan {
         let (b0, a0) = rt.block_on(counters(&base));
         let cpu0 = server_pid.map(cpu_seconds).unwrap_or(0.0);
+        let m0 = rt.block_on(get_text(&base, "/metrics"));
+        let t0 = now_micros();
         let r = rt.block_on(run(&base, &token, Work::Append, conns, secs, rate));
+        let t1 = now_micros();
+        let m1 = rt.block_on(get_text(&base, "/metrics"));
         let cpu1 = server_pid.map(cpu_seconds).unwrap_or(0.0);
         let (b1, a1) = rt.block_on(counters(&base));
+        if rate.is_some() {
+            let (flushes, compactions) = rocks_events(&dir.path().join("data/db"), t0, t1);
+            evidence.push(format!(
+                "| {label} | {:.2} | {:.2} | {:.2} | {} | {} | {flushes} | {compactions} |",
+                r.ms(0.99),
+                r.ms(0.999),
+                r.hist.max() as f64 / 1000.0,
+                slow_commits(&m1, "0.0064") - slow_commits(&m0, "0.0064"),
+                slow_commits(&m1, "0.0256") - slow_commits(&m0, "0.0256"),
+            ));
+        }
         let cpu_us = (cpu1 - cpu0) * 1e6 / (a1 - a0).max(1.0);
         let mean_batch = ((a1 - a0) / (b1 - b0).max(1.0)).max(1.0);
         // The server adds a 50-byte event_id field to each body.
@@ -636,6 +713,14 @@ fn main() {
             r.errors,
             r.rate() / raw
         );
+    }
+
+    if !evidence.is_empty() {
+        println!("\n| fixed-rate run | p99 ms | p99.9 ms | max ms | batches committed in > 6.4 ms | > 25.6 ms | RocksDB flushes started | compactions started |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for e in &evidence {
+            println!("{e}");
+        }
     }
 
     if a.proofs {
