@@ -98,19 +98,24 @@ fn event(i: u64) -> (Vec<u8>, [u8; 16]) {
 /// taken from the server's own `prepare` of event 0.
 fn shared_keys() -> Vec<(Vec<u8>, Role)> {
     let p = prepare(&event(0).0).expect("the bench's event is valid");
+    index_keys(&p)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(b"prediction\0"))
+        .collect()
+}
+
+/// The store's index keys of a prepared event, as the log writes them.
+fn index_keys(p: &modeltrail::audit::event::Prepared) -> Vec<(Vec<u8>, Role)> {
     p.event
         .index_keys()
         .into_iter()
-        .filter(|(r, _)| r.kind != "prediction")
         .map(|(r, subject)| {
-            (
-                mention_key(&r.kind, &r.id),
-                if subject {
-                    Role::Subject
-                } else {
-                    Role::Related
-                },
-            )
+            let role = if subject {
+                Role::Subject
+            } else {
+                Role::Related
+            };
+            (mention_key(&r.kind, &r.id), role)
         })
         .collect()
 }
@@ -120,21 +125,7 @@ fn check_against_prepare(i: u64, e: &NewEntry) {
     assert_eq!(p.canonical, *e.bytes, "event {i} is not canonical");
     assert_eq!(p.leaf_hash, e.leaf_hash);
     assert_eq!(*p.event_id().as_bytes(), e.event_id);
-    let want: Vec<(Vec<u8>, Role)> = p
-        .event
-        .index_keys()
-        .into_iter()
-        .map(|(r, subject)| {
-            (
-                mention_key(&r.kind, &r.id),
-                if subject {
-                    Role::Subject
-                } else {
-                    Role::Related
-                },
-            )
-        })
-        .collect();
+    let want = index_keys(&p);
     let key = |m: &(Vec<u8>, Role)| (m.0.clone(), m.1 == Role::Subject);
     let mut got: Vec<_> = e.mentions.iter().map(key).collect();
     let mut want: Vec<_> = want.iter().map(key).collect();

@@ -212,37 +212,35 @@ fn copy_old_nodes(db: &DB) -> Result<u64, StoreError> {
         db.cf_handle(name)
             .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
     };
-    {
-        let (from, to) = (cf(CF_OLD_NODES)?, cf(CF_NODES)?);
-        let mut it = db.raw_iterator_cf(from);
-        it.seek_to_first();
-        let mut wb = WriteBatch::default();
-        let mut copied = 0u64;
-        while it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                let k: [u8; 9] = k
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
-                let id = NodeId::new(
-                    k[0],
-                    u64::from_be_bytes(k[1..].try_into().unwrap_or([0; 8])),
-                );
-                debug_assert_eq!(old_node_key(&id), k);
-                wb.put_cf(to, node_key(&id), hash_value(v)?);
-                copied += 1;
-                if wb.len() >= 100_000 {
-                    db.write(std::mem::take(&mut wb)).map_err(engine)?;
-                }
+    let (from, to) = (cf(CF_OLD_NODES)?, cf(CF_NODES)?);
+    let mut it = db.raw_iterator_cf(from);
+    it.seek_to_first();
+    let mut wb = WriteBatch::default();
+    let mut copied = 0u64;
+    while it.valid() {
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let k: [u8; 9] = k
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
+            let id = NodeId::new(
+                k[0],
+                u64::from_be_bytes(k[1..].try_into().unwrap_or([0; 8])),
+            );
+            debug_assert_eq!(old_node_key(&id), k);
+            wb.put_cf(to, node_key(&id), hash_value(v)?);
+            copied += 1;
+            if wb.len() >= 100_000 {
+                db.write(std::mem::take(&mut wb)).map_err(engine)?;
             }
-            it.next();
         }
-        it.status().map_err(engine)?;
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        db.write_opt(wb, &wo).map_err(engine)?;
-        db.flush_cf(to).map_err(engine)?;
-        Ok(copied)
+        it.next();
     }
+    it.status().map_err(engine)?;
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(wb, &wo).map_err(engine)?;
+    db.flush_cf(to).map_err(engine)?;
+    Ok(copied)
 }
 
 impl RocksStore {

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_modeltrail");
 const BUCKET: &str = "modeltrail-test";
 
+/// Make a bucket on the S3 server at `url`.
+async fn create_bucket(http: &reqwest::Client, url: &str, name: &str) {
+    let r = http.put(format!("{url}/{name}")).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
 /// `moto_server` on a free loopback port; killed when dropped.
 struct Moto {
     child: Child,
@@ -135,13 +141,7 @@ async fn artifacts_live_in_an_s3_bucket() {
     let http = reqwest::Client::new();
     let moto = start_moto(&http).await;
     let object = |hex: &str| format!("{}/{BUCKET}/mt/sha256/{hex}", moto.url);
-    assert!(http
-        .put(format!("{}/{BUCKET}", moto.url))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    create_bucket(&http, &moto.url, BUCKET).await;
 
     let dir = tempfile::tempdir().unwrap();
     let (mut server, data, admin) = serve_on_bucket(dir.path(), &moto.url, "mt/");
@@ -424,13 +424,7 @@ const MIRROR_BUCKET: &str = "modeltrail-mirror";
 async fn the_log_is_mirrored_to_a_bucket_and_audited_from_its_url_alone() {
     let http = reqwest::Client::new();
     let moto = start_moto(&http).await;
-    assert!(http
-        .put(format!("{}/{MIRROR_BUCKET}", moto.url))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    create_bucket(&http, &moto.url, MIRROR_BUCKET).await;
     // Anyone may read the bucket's objects, as for a public mirror (moto
     // checks the policy; it takes any signature as valid).
     let signed = "AWS4-HMAC-SHA256 Credential=test/20261202/us-east-1/s3/aws4_request, \
