@@ -360,7 +360,6 @@ fn main() {
         std::fs::write(&key, format!("{}\n", signer.encode_secret())).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         modeltrail::state::Snapshot {
-            version: modeltrail::state::SNAPSHOT_VERSION,
             indexed: size,
             ..Default::default()
         }

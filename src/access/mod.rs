@@ -374,6 +374,22 @@ impl AccessState {
         list
     }
 
+    /// Every service that has registered a key.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Put back a token record read from a snapshot (the hash index is
+    /// rebuilt by [`AccessState::reindex`]).
+    pub fn restore_token(&mut self, record: TokenRecord) {
+        self.tokens.insert(record.token_id.clone(), record);
+    }
+
+    /// Put back a service's keys read from a snapshot.
+    pub fn restore_keys(&mut self, service: &str, keys: Vec<RegisteredKey>) {
+        self.keys.insert(service.to_string(), keys);
+    }
+
     pub fn token(&self, token_id: &str) -> Result<&TokenRecord, Error> {
         self.tokens
             .get(token_id)

@@ -37,8 +37,8 @@ use crate::error::Error;
 use crate::log::{Log, Receipt};
 use crate::privacy::{FieldPath, Opening, Privacy, PrivacyError, Tombstone};
 use crate::registry::{self, ArtifactCheck, Policy, Refusal};
-use crate::state::{self, Snapshot, StateError};
-use std::sync::Arc;
+use crate::state::{self, Changes, StateError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
 
@@ -51,6 +51,30 @@ struct Tracked<S> {
     /// An append that would have changed it failed: some entry at or after
     /// `indexed` may change it.
     dirty: bool,
+    /// The records of the stored snapshot this state may differ from
+    /// (behind its own lock, so that a snapshot can take them under the
+    /// shared access lock without stopping appends).
+    changes: std::sync::Mutex<Changes>,
+}
+
+impl<S> Tracked<S> {
+    /// Take the changes noted so far.
+    fn take_changes(&self) -> Changes {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Note changes again (a snapshot that did not store them).
+    fn note(&self, changes: Changes) {
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .merge(changes);
+    }
+}
+
+/// The changes of a state held exclusively.
+fn changes_mut(m: &mut std::sync::Mutex<Changes>) -> &mut Changes {
+    m.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The outcome of a submission.
@@ -94,6 +118,8 @@ pub struct Ledger {
     registry: Mutex<Tracked<registry::State>>,
     /// The tree size of the last snapshot written, and when.
     saved: std::sync::Mutex<(u64, Instant)>,
+    /// Held while a snapshot is written, so that two never cross.
+    saving: Mutex<()>,
     /// The artifact store promotions are checked against, if any.
     blobs: Option<Arc<Blobs>>,
     /// Refused and committed fields, and the private store.
@@ -112,11 +138,12 @@ pub struct Reconciled {
     pub receipt: Receipt,
 }
 
-fn tracked<S>(state: S, indexed: u64) -> Tracked<S> {
+fn tracked<S>(state: S, indexed: u64, changes: Changes) -> Tracked<S> {
     Tracked {
         state,
         indexed,
         dirty: false,
+        changes: std::sync::Mutex::new(changes),
     }
 }
 
@@ -126,12 +153,14 @@ impl Ledger {
     pub fn open(log: Arc<Log>, admin_token: &str, policy: Policy) -> Result<Ledger, StateError> {
         let size = log.head().size;
         let snap = state::open(log.store().as_ref(), size)?;
+        let (access_changes, registry_changes) = snap.changes.split();
         Ok(Ledger {
             admin_hash: crate::access::admin_hash(admin_token),
             policy,
-            access: RwLock::new(tracked(snap.access, size)),
-            registry: Mutex::new(tracked(snap.registry, size)),
+            access: RwLock::new(tracked(snap.access, size, access_changes)),
+            registry: Mutex::new(tracked(snap.registry, size, registry_changes)),
             saved: std::sync::Mutex::new((u64::MAX, Instant::now())),
+            saving: Mutex::new(()),
             blobs: None,
             privacy: Arc::new(Privacy::none()),
             log,
@@ -366,7 +395,13 @@ impl Ledger {
                 return Err(e);
             }
         };
-        access.state.apply(receipt.index, &ev);
+        let access = &mut *access;
+        state::apply_access(
+            &mut access.state,
+            changes_mut(&mut access.changes),
+            receipt.index,
+            &ev,
+        );
         if !access.dirty {
             access.indexed = access.indexed.max(receipt.index + 1);
         }
@@ -532,47 +567,47 @@ impl Ledger {
             return Ok(());
         }
         let (from, mut state) = (reg.indexed, reg.state.clone());
+        let mut changes = reg.take_changes();
         let log = self.log.clone();
-        let (state, to) = tokio::task::spawn_blocking(move || {
+        let (state, to, changes) = tokio::task::spawn_blocking(move || {
             let to = log.head().size;
             state::for_each_folded(log.store().as_ref(), from, to, |i, ev| {
-                if ev.fold() == Fold::Registry {
-                    state.apply(i, ev)
-                }
+                state::apply_registry(&mut state, &mut changes, i, ev)
             })
-            .map(|()| (state, to))
+            .map(|()| (state, to, changes))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| Error::Internal(e.to_string()))?;
-        *reg = tracked(state, to);
+        *reg = tracked(state, to, changes);
         Ok(())
     }
 
     /// Bring a dirty access state up to date from the entries.
     async fn catch_up_access(&self, access: &mut Tracked<AccessState>) -> Result<(), Error> {
         let (from, mut state) = (access.indexed, access.state.clone());
+        let mut changes = access.take_changes();
         let log = self.log.clone();
-        let (state, to) = tokio::task::spawn_blocking(move || {
+        let (state, to, changes) = tokio::task::spawn_blocking(move || {
             let to = log.head().size;
             state::for_each_folded(log.store().as_ref(), from, to, |i, ev| {
-                if ev.fold() == Fold::Access {
-                    state.apply(i, ev)
-                }
+                state::apply_access(&mut state, &mut changes, i, ev)
             })
-            .map(|()| (state, to))
+            .map(|()| (state, to, changes))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| Error::Internal(e.to_string()))?;
-        *access = tracked(state, to);
+        *access = tracked(state, to, changes);
         Ok(())
     }
 
     /// Store a snapshot of the derived state if the log grew since the
-    /// last one and `policy.interval` has passed (always, with `force`).
-    /// Returns the tree size the stored snapshot covers.
+    /// last one and `policy.interval` has passed (always, with `force`):
+    /// only the records that changed since the last one, with the tree
+    /// size it covers. Returns that size.
     pub async fn snapshot(&self, policy: SnapshotPolicy, force: bool) -> Result<u64, Error> {
+        let _saving = self.saving.lock().await;
         let head = self.log.head().size;
         {
             let saved = self
@@ -583,7 +618,7 @@ impl Ledger {
                 return Ok(saved.0);
             }
         }
-        let bytes_and_size = {
+        let (delta, size, taken) = {
             let access = self.access.read().await;
             if access.dirty {
                 // Caught up by the next access change; no snapshot until then.
@@ -592,22 +627,33 @@ impl Ledger {
             let mut reg = self.registry.lock().await;
             self.catch_up(&mut reg, Fold::Registry).await?;
             // Under both locks no folded event is in flight, so the state
-            // is the fold of everything published.
+            // is the fold of everything published. Only the changed
+            // records are serialised here.
             let size = self.log.head().size;
-            let snap = Snapshot {
-                version: crate::state::SNAPSHOT_VERSION,
-                indexed: size,
-                access: access.state.clone(),
-                registry: reg.state.clone(),
-            };
-            (snap, size)
+            let mut taken = access.take_changes();
+            taken.merge(reg.take_changes());
+            match state::delta(size, &access.state, &reg.state, &taken) {
+                Ok(d) => (d, size, taken),
+                Err(e) => {
+                    let (a, r) = taken.split();
+                    access.note(a);
+                    reg.note(r);
+                    return Err(Error::Internal(e.to_string()));
+                }
+            }
         };
-        let (snap, size) = bytes_and_size;
         let store = self.log.store().clone();
-        tokio::task::spawn_blocking(move || snap.save(store.as_ref()))
+        let written = tokio::task::spawn_blocking(move || delta.write(store.as_ref()))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::Internal(e.to_string()))
+            .and_then(|r| r.map_err(|e| Error::Internal(e.to_string())));
+        if let Err(e) = written {
+            // Not stored: the next snapshot writes these records again.
+            let (a, r) = taken.split();
+            self.access.read().await.note(a);
+            self.registry.lock().await.note(r);
+            return Err(e);
+        }
         if let Ok(mut s) = self.saved.lock() {
             *s = (size, Instant::now());
         }
@@ -878,7 +924,7 @@ impl Ledger {
 }
 
 fn apply_registry(reg: &mut Tracked<registry::State>, index: u64, ev: &Event) {
-    reg.state.apply(index, ev);
+    state::apply_registry(&mut reg.state, changes_mut(&mut reg.changes), index, ev);
     if !reg.dirty {
         reg.indexed = reg.indexed.max(index + 1);
     }

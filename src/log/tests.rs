@@ -215,6 +215,17 @@ impl Store for GatedStore {
     fn put_meta(&self, k: crate::store::MetaKey, v: &[u8]) -> Result<(), crate::store::StoreError> {
         self.inner.put_meta(k, v)
     }
+    fn state_records(&self) -> Result<Vec<crate::store::StoredRecord>, crate::store::StoreError> {
+        self.inner.state_records()
+    }
+    fn put_state(
+        &self,
+        header: &[u8],
+        records: &[crate::store::StateRecord],
+        replace_all: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.put_state(header, records, replace_all)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,9 @@
 //! reader that was told a tree size finds its nodes. It is only a copy:
 //! a node it does not hold is read from the store.
 
-use super::{Batch, EventId, MemoryUsage, MetaKey, Role, Store, StoreError};
+use super::{
+    Batch, EventId, MemoryUsage, MetaKey, Role, StateRecord, Store, StoreError, StoredRecord,
+};
 use crate::tree::{Hash, NodeId};
 use std::sync::{Arc, RwLock};
 
@@ -181,6 +183,19 @@ impl Store for UpperLevels {
 
     fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), StoreError> {
         self.inner.put_meta(key, value)
+    }
+
+    fn state_records(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        self.inner.state_records()
+    }
+
+    fn put_state(
+        &self,
+        header: &[u8],
+        records: &[StateRecord],
+        replace_all: bool,
+    ) -> Result<(), StoreError> {
+        self.inner.put_state(header, records, replace_all)
     }
 
     fn recover(&self) -> Result<(), StoreError> {

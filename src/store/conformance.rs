@@ -190,6 +190,63 @@ fn check_contents(store: &dyn Store, size: u64) {
     assert_eq!(missing, vec![None, None]);
 }
 
+/// The derived state's records: put, replaced, deleted and all dropped,
+/// each write with the header.
+fn check_state_records(store: &dyn Store) {
+    let rec = |k: &str, v: Option<&str>| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()));
+    let list = |store: &dyn Store| -> Vec<(String, String)> {
+        store
+            .state_records()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert!(store.state_records().unwrap().is_empty());
+    store
+        .put_state(
+            b"h1",
+            &[rec("b\0two", Some("2")), rec("a\0one", Some("1"))],
+            false,
+        )
+        .unwrap();
+    assert_eq!(list(store), pairs(&[("a\0one", "1"), ("b\0two", "2")]));
+    assert_eq!(
+        store.get_meta(MetaKey::DerivedState).unwrap().unwrap(),
+        b"h1"
+    );
+    // Only what is named changes; a missing key deleted is no error.
+    store
+        .put_state(
+            b"h2",
+            &[
+                rec("a\0one", Some("1'")),
+                rec("b\0two", None),
+                rec("c", None),
+            ],
+            false,
+        )
+        .unwrap();
+    assert_eq!(list(store), pairs(&[("a\0one", "1'")]));
+    assert_eq!(
+        store.get_meta(MetaKey::DerivedState).unwrap().unwrap(),
+        b"h2"
+    );
+    store
+        .put_state(b"h3", &[rec("z", Some("26"))], true)
+        .unwrap();
+    assert_eq!(list(store), pairs(&[("z", "26")]));
+    assert_eq!(
+        store.get_meta(MetaKey::DerivedState).unwrap().unwrap(),
+        b"h3"
+    );
+}
+
 pub fn run(store: &dyn Store) {
     assert_eq!(store.tree_size().unwrap(), 0);
     assert_eq!(store.checkpoint().unwrap(), None);
@@ -199,6 +256,8 @@ pub fn run(store: &dyn Store) {
         store.get_meta(MetaKey::Origin).unwrap().unwrap(),
         b"log.example/x"
     );
+    check_state_records(store);
+
     // A new log stores its first (empty-tree) checkpoint with an empty batch.
     store
         .commit(&Batch {
@@ -258,6 +317,14 @@ fn rocks_store_conforms_and_survives_reopen() {
     assert_eq!(
         store.get_meta(MetaKey::Origin).unwrap().unwrap(),
         b"log.example/x"
+    );
+    assert_eq!(
+        store.state_records().unwrap(),
+        vec![(b"z".to_vec(), b"26".to_vec())]
+    );
+    assert_eq!(
+        store.get_meta(MetaKey::DerivedState).unwrap().unwrap(),
+        b"h3"
     );
 }
 

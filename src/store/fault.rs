@@ -12,7 +12,9 @@
 //! It is not a storage engine: it forwards everything else to the store it
 //! wraps, and so passes the same conformance suite.
 
-use super::{Batch, EventId, MemoryUsage, MetaKey, Role, Store, StoreError};
+use super::{
+    Batch, EventId, MemoryUsage, MetaKey, Role, StateRecord, Store, StoreError, StoredRecord,
+};
 use crate::tree::{Hash, NodeId};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -163,6 +165,20 @@ impl Store for FaultyStore {
             return Err(StoreError::Engine("injected: no space left".into()));
         }
         self.inner.put_meta(key, value)
+    }
+    fn state_records(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        self.inner.state_records()
+    }
+    fn put_state(
+        &self,
+        header: &[u8],
+        records: &[StateRecord],
+        replace_all: bool,
+    ) -> Result<(), StoreError> {
+        if self.fault() == Fault::FailCommit {
+            return Err(StoreError::Engine("injected: no space left".into()));
+        }
+        self.inner.put_state(header, records, replace_all)
     }
     fn memory(&self) -> MemoryUsage {
         self.inner.memory()

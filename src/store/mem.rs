@@ -3,7 +3,7 @@
 
 use super::{
     check_contiguous, mention_full_key, mention_index, role_prefix, Batch, EventId, MetaKey, Role,
-    Store, StoreError,
+    StateRecord, Store, StoreError, StoredRecord,
 };
 use crate::tree::{Hash, NodeId};
 use std::collections::BTreeSet;
@@ -20,6 +20,7 @@ struct Inner {
     mentions: BTreeSet<Vec<u8>>,
     checkpoint: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -197,6 +198,40 @@ impl Store for MemStore {
             .map_err(|_| StoreError::Engine("lock poisoned".into()))?
             .meta
             .insert(key.as_str().to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn state_records(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        Ok(self
+            .read()?
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn put_state(
+        &self,
+        header: &[u8],
+        records: &[StateRecord],
+        replace_all: bool,
+    ) -> Result<(), StoreError> {
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| StoreError::Engine("lock poisoned".into()))?;
+        if replace_all {
+            inner.state.clear();
+        }
+        for (k, v) in records {
+            match v {
+                Some(v) => inner.state.insert(k.clone(), v.clone()),
+                None => inner.state.remove(k),
+            };
+        }
+        inner
+            .meta
+            .insert(MetaKey::DerivedState.as_str().to_string(), header.to_vec());
         Ok(())
     }
 }

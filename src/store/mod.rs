@@ -47,7 +47,7 @@ pub type EventId = [u8; 16];
 /// | `Origin` | the log's origin (UTF-8) | once, when the log is created |
 /// | `VerifierKey` | the log's verifier key string | once, when the log is created |
 /// | `WitnessedCheckpoint` | the last cosigned checkpoint published | replaced by the witness collector; its size only grows |
-/// | `DerivedState` | snapshot of the derived state (JSON) with the tree size it covers | replaced from time to time and at shutdown |
+/// | `DerivedState` | the header of the derived state's snapshot (JSON: format version, the tree size it covers); its records are in [`Store::state_records`] | with the records it describes, by [`Store::put_state`] |
 /// | `LineageLayout` | the layout of the lineage index ([`LINEAGE_LAYOUT`]) | when the index is complete in that layout |
 /// | `LegacyAccessTokens` | the token table of earlier versions (JSON) | never any more; read to find the hashes of tokens granted before grants carried them |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +105,12 @@ pub struct NewEntry {
     /// [`mention_key`] prefix and whether it is the subject.
     pub mentions: Vec<(Vec<u8>, Role)>,
 }
+
+/// One record of the derived state to write: its key, and its value
+/// (`None`: delete).
+pub type StateRecord = (Vec<u8>, Option<Vec<u8>>);
+/// One stored record of the derived state: its key and value.
+pub type StoredRecord = (Vec<u8>, Vec<u8>);
 
 /// How an entry mentions an id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +250,20 @@ pub trait Store: Send + Sync + 'static {
     fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replace a metadata value, atomically and durably.
     fn put_meta(&self, key: MetaKey, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Every record of the derived state's snapshot, in key order (one per
+    /// token, service, model version and model; see `state`).
+    fn state_records(&self) -> Result<Vec<StoredRecord>, StoreError>;
+    /// In one atomic, durable write: drop every record first if
+    /// `replace_all`, put each record (a `None` value deletes the key), and
+    /// replace `MetaKey::DerivedState` with `header`. How a snapshot is
+    /// updated with only what changed since the last one.
+    fn put_state(
+        &self,
+        header: &[u8],
+        records: &[StateRecord],
+        replace_all: bool,
+    ) -> Result<(), StoreError>;
 
     /// After a failed commit, try to make the store writable again (an
     /// engine may stop writes after an I/O error until asked). The caller

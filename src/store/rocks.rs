@@ -7,6 +7,7 @@
 //! | `leaf_index` | leaf hash | index (u64 BE) |
 //! | `event_index` | event id (16 bytes) | index (u64 BE) |
 //! | `lineage` | type ‖ 0 ‖ id ‖ 0 ‖ role (`s`/`r`) ‖ index (u64 BE) | empty (the lineage index) |
+//! | `derived_state` | a record's key (`state`: kind ‖ 0 ‖ id) | the record (JSON) |
 //! | `default` | `tree_size`, `checkpoint`, `meta/<MetaKey>` | tree size, checkpoint, metadata |
 //!
 //! Node keys are grouped by tile, as tlog-tiles cuts the tree: node
@@ -24,7 +25,9 @@
 //! holds more of the `nodes` column family and makes proofs on a large log
 //! faster; that is the trade-off to tune.
 
-use super::{check_contiguous, Batch, EventId, MetaKey, Store, StoreError};
+use super::{
+    check_contiguous, Batch, EventId, MetaKey, StateRecord, Store, StoreError, StoredRecord,
+};
 use crate::tree::{Hash, NodeId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
@@ -40,6 +43,8 @@ const CF_OLD_NODES: &str = "nodes";
 const CF_LEAF: &str = "leaf_index";
 const CF_EVENT: &str = "event_index";
 const CF_LINEAGE: &str = "lineage";
+/// The records of the derived state's snapshot.
+const CF_STATE: &str = "derived_state";
 /// The lineage index of earlier versions (another key layout): dropped at
 /// open, rebuilt into `lineage` from the entries.
 const CF_OLD_MENTIONS: &str = "mentions";
@@ -174,6 +179,7 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_EVENT, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_LINEAGE, cf_opts(false, true)),
+            ColumnFamilyDescriptor::new(CF_STATE, cf_opts(false, true)),
         ];
         let existing = DB::list_cf(&db_opts, path).unwrap_or_default();
         let old = existing.iter().any(|c| c == CF_OLD_MENTIONS);
@@ -279,7 +285,9 @@ impl Drop for RocksStore {
     /// write-ahead log to replay (a crash still replays it: nothing
     /// acknowledged depends on this).
     fn drop(&mut self) {
-        for name in [CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT, CF_LINEAGE] {
+        for name in [
+            CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT, CF_LINEAGE, CF_STATE,
+        ] {
             if let Some(cf) = self.db.cf_handle(name) {
                 if let Err(e) = self.db.flush_cf(cf) {
                     tracing::warn!(error = %e, cf = name, "flush at close failed");
@@ -523,6 +531,48 @@ impl Store for RocksStore {
         self.db
             .put_opt(format!("{META_PREFIX}{}", key.as_str()), value, &wo)
             .map_err(engine)
+    }
+
+    fn state_records(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_STATE)?);
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(out)
+    }
+
+    fn put_state(
+        &self,
+        header: &[u8],
+        records: &[StateRecord],
+        replace_all: bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(CF_STATE)?;
+        let mut wb = WriteBatch::default();
+        if replace_all {
+            for (k, _) in self.state_records()? {
+                wb.delete_cf(cf, k);
+            }
+        }
+        for (k, v) in records {
+            match v {
+                Some(v) => wb.put_cf(cf, k, v),
+                None => wb.delete_cf(cf, k),
+            }
+        }
+        wb.put(
+            format!("{META_PREFIX}{}", MetaKey::DerivedState.as_str()),
+            header,
+        );
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(engine)
     }
 }
 

@@ -2,6 +2,32 @@
 //! binary under concurrent load. `cargo bench --bench crash_cycles` runs many.
 
 use crate::common::crash;
+use serde_json::Value;
+
+/// A call with a bearer token and an optional JSON body: the status and
+/// the JSON answer (null if none).
+fn json_call(
+    http: &reqwest::Client,
+    base: String,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> impl std::future::Future<Output = (u16, Value)> {
+    let mut req = http
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    async move {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill() {
@@ -26,7 +52,7 @@ async fn acknowledged_events_survive_sigkill() {
 /// derived state written since, take effect after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logged_access_changes_survive_sigkill_before_any_snapshot() {
-    use serde_json::{json, Value};
+    use serde_json::json;
     let bin = env!("CARGO_BIN_EXE_modeltrail");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -42,19 +68,7 @@ async fn logged_access_changes_survive_sigkill_before_any_snapshot() {
     let http = reqwest::Client::new();
     let call =
         |base: String, method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
-            let mut req = http
-                .request(method, format!("{base}{path}"))
-                .bearer_auth(token);
-            if let Some(b) = body {
-                req = req
-                    .header("content-type", "application/json")
-                    .body(b.to_string());
-            }
-            async move {
-                let r = req.send().await.unwrap();
-                let status = r.status().as_u16();
-                (status, r.json::<Value>().await.unwrap_or(Value::Null))
-            }
+            json_call(&http, base, method, path, token, body)
         };
     let grant = |base: String, kind: &str, id: &str, role: &str| {
         call(
@@ -123,4 +137,98 @@ async fn logged_access_changes_survive_sigkill_before_any_snapshot() {
     assert_eq!(v["attestations"].as_array().unwrap().len(), 1);
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+}
+
+/// The server writes its snapshots of the derived state incrementally
+/// (only the records that changed): after snapshots taken between events
+/// of several models and tokens, out of the happy order, and a SIGKILL
+/// that leaves no snapshot at shutdown, the stored snapshot is exactly the
+/// fold of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_snapshots_are_the_fold_of_the_log() {
+    use modeltrail::store::{RocksOptions, RocksStore, Store};
+    use serde_json::json;
+    let bin = env!("CARGO_BIN_EXE_modeltrail");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("fast-snapshots.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nsnapshot_interval_secs = 1\n\
+         [registry.staging]\nmin_human_approvals = 0\n\
+         [registry.production]\nmin_human_approvals = 0\n",
+    )
+    .unwrap();
+    let mut server = crash::spawn_with(bin, &data, &["--config", config.to_str().unwrap()]);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        json_call(&http, base.clone(), method, path, &admin, body)
+    };
+    let ev = |action: &str, version: &str, metadata: Value| {
+        json!({"action": action, "actor": {"type": "user", "id": "admin"},
+               "timestamp": "2025-05-05T14:03:00Z",
+               "subject": {"type": "model_version", "id": version},
+               "metadata": metadata})
+    };
+    let post = |e: Value| send(reqwest::Method::POST, "/v1/events", Some(e));
+    let prod = || json!({"to_stage": "Production"});
+    let wait_for_a_snapshot = || tokio::time::sleep(std::time::Duration::from_secs(4));
+
+    // Before the first snapshot: two models, a token, an approval of a
+    // version not registered yet (denied and logged).
+    assert_eq!(post(ev("approve", "m3:v1", json!({}))).await.0, 422);
+    for v in ["m1:v1", "m1:v2", "m2:v1"] {
+        assert_eq!(post(ev("register", v, json!({}))).await.0, 201);
+    }
+    assert_eq!(post(ev("promote", "m1:v1", prod())).await.0, 201);
+    let (status, g) = send(
+        reqwest::Method::POST,
+        "/v1/admin/tokens",
+        Some(json!({"principal": {"type": "user", "id": "alice"}, "roles": ["approver"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{g}");
+    let alice_id = g["token_id"].as_str().unwrap().to_string();
+    wait_for_a_snapshot().await;
+
+    // Changes of records already stored: production handed over (m1:v1
+    // archived by the server), a version retired, a token revoked, a
+    // model registered after the others.
+    assert_eq!(post(ev("promote", "m1:v2", prod())).await.0, 201);
+    assert_eq!(post(ev("retire", "m2:v1", json!({}))).await.0, 201);
+    assert_eq!(post(ev("register", "m3:v1", json!({}))).await.0, 201);
+    let (status, r) = send(
+        reqwest::Method::DELETE,
+        &format!("/v1/admin/tokens/{alice_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let (_, log) = send(reqwest::Method::GET, "/v1/log", None).await;
+    let size = log["tree_size"].as_u64().unwrap();
+    wait_for_a_snapshot().await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let store = RocksStore::open(&data.join("db"), &RocksOptions::default()).unwrap();
+    assert_eq!(store.tree_size().unwrap(), size);
+    let stored = modeltrail::state::Snapshot::load(&store).unwrap().unwrap();
+    assert_eq!(stored.indexed, size, "no snapshot after the last events");
+    let rebuilt = modeltrail::state::rebuild(&store, size).unwrap();
+    assert_eq!(stored, rebuilt);
+    let versions = &stored.registry.versions;
+    assert_eq!(versions["m1:v1"].stage, "archived");
+    assert_eq!(versions["m1:v2"].stage, "production");
+    assert_eq!(versions["m2:v1"].stage, "archived");
+    assert_eq!(versions["m3:v1"].denials.len(), 1);
+    assert_eq!(
+        stored.registry.models["m1"].production.as_deref(),
+        Some("m1:v2")
+    );
+    assert!(stored.access.token(&alice_id).unwrap().revoked_at.is_some());
 }
