@@ -40,14 +40,7 @@ impl UpperLevels {
     /// Wrap `inner`, loading its complete nodes of levels `min_level` and up.
     pub fn open(inner: Arc<dyn Store>, min_level: u8) -> Result<Self, StoreError> {
         let size = inner.tree_size()?;
-        let mut levels = Vec::new();
-        for level in min_level..64 {
-            let n = size >> level;
-            if n == 0 {
-                break;
-            }
-            levels.push(inner.node_range(level, 0, n)?);
-        }
+        let levels = inner.upper_levels(min_level, size)?;
         Ok(UpperLevels {
             inner,
             min_level,

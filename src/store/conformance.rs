@@ -54,6 +54,21 @@ fn append(store: &dyn Store, edge: &mut RightEdge, n: u64) {
 
 /// Check every read against what was written.
 fn check_contents(store: &dyn Store, size: u64) {
+    // The upper levels, however an engine reads them, are the levels'
+    // complete nodes, as one range read each gives them.
+    for min in [0u8, 1, 3, 8, 9] {
+        let want: Vec<Vec<Hash>> = (min..64)
+            .map(|l| size >> l)
+            .take_while(|&n| n > 0)
+            .enumerate()
+            .map(|(i, n)| store.node_range(min + i as u8, 0, n).unwrap())
+            .collect();
+        assert_eq!(
+            store.upper_levels(min, size).unwrap(),
+            want,
+            "from level {min} at {size}"
+        );
+    }
     // The lineage index: every mention, in log order, paged.
     let even: Vec<u64> = (0..size).filter(|i| i % 2 == 0).collect();
     let got = store

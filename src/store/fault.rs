@@ -126,6 +126,10 @@ impl Store for FaultyStore {
         self.reads()?;
         self.inner.node_range(level, start, end)
     }
+    fn upper_levels(&self, min_level: u8, size: u64) -> Result<Vec<Vec<Hash>>, StoreError> {
+        self.reads()?;
+        self.inner.upper_levels(min_level, size)
+    }
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
         self.inner.find_leaf(leaf)
     }

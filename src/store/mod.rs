@@ -200,6 +200,22 @@ pub trait Store: Send + Sync + 'static {
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError>;
     /// Node hashes at `level` for indexes `[start, end)`; an error if any is missing.
     fn node_range(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError>;
+    /// Every complete node of levels `min_level` and up of a tree of `size`
+    /// leaves, by level: `out[l - min_level][i]` is node `(l, i)`. How the
+    /// upper levels are loaded into memory ([`UpperLevels`]); an engine
+    /// whose layout allows it reads them in fewer passes than one
+    /// [`Store::node_range`] per level.
+    fn upper_levels(&self, min_level: u8, size: u64) -> Result<Vec<Vec<Hash>>, StoreError> {
+        let mut levels = Vec::new();
+        for level in min_level..64 {
+            let n = size >> level;
+            if n == 0 {
+                break;
+            }
+            levels.push(self.node_range(level, 0, n)?);
+        }
+        Ok(levels)
+    }
     /// The index of the entry with this leaf hash.
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
     /// The indexes of the entries with these event ids, in order.

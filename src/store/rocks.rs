@@ -406,6 +406,56 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    /// One pass over each row of tiles from `min_level`'s up: the levels of
+    /// a row are interleaved tile by tile, so reading them level by level
+    /// would read the row once per level (eight times).
+    fn upper_levels(&self, min_level: u8, size: u64) -> Result<Vec<Vec<Hash>>, StoreError> {
+        let mut levels: Vec<Vec<Hash>> = (min_level..64)
+            .map(|l| size >> l)
+            .take_while(|&n| n > 0)
+            .map(|n| Vec::with_capacity(usize::try_from(n).unwrap_or(0)))
+            .collect();
+        if levels.is_empty() {
+            return Ok(levels);
+        }
+        let top = min_level + (levels.len() as u8 - 1);
+        for row in (min_level / 8)..=(top / 8) {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(vec![row + 1]);
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
+            it.seek([row]);
+            while it.valid() {
+                if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    let id = node_of_key(k)
+                        .ok_or_else(|| StoreError::Corrupt("malformed node key".into()))?;
+                    if let Some(slot) = id
+                        .level
+                        .checked_sub(min_level)
+                        .and_then(|l| levels.get_mut(usize::from(l)))
+                    {
+                        // Within a level, keys come in index order.
+                        if id.index == slot.len() as u64 && id.index < size >> id.level {
+                            slot.push(hash_value(v)?);
+                        }
+                    }
+                }
+                it.next();
+            }
+            it.status().map_err(engine)?;
+        }
+        for (l, slot) in levels.iter().enumerate() {
+            let level = min_level + l as u8;
+            if slot.len() as u64 != size >> level {
+                return Err(StoreError::Corrupt(format!(
+                    "level {level} has {} of its {} nodes",
+                    slot.len(),
+                    size >> level
+                )));
+            }
+        }
+        Ok(levels)
+    }
+
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
         match self
             .db
