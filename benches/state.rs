@@ -1,6 +1,7 @@
 //! Criterion bench for snapshots of the derived state: a registry of N
 //! model versions (each registered, approved, attested, promoted) on
-//! RocksDB, then 100 more registry events, then one snapshot. Compared:
+//! RocksDB, then 100 more registry events (approvals of 100 versions),
+//! then one snapshot, timed alone. Compared:
 //! the snapshot written whole (every record, as before snapshots were
 //! incremental) and written incrementally (the records those events
 //! changed), next to the baseline of one raw RocksDB synced put of one
@@ -52,8 +53,6 @@ fn snapshot(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(20);
     for versions in [1_000usize, 10_000, 50_000] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
         let mut snap = Snapshot {
             changes: Changes::all(),
             ..Snapshot::default()
@@ -66,7 +65,14 @@ fn snapshot(c: &mut Criterion) {
             }
         }
         snap.indexed = index;
-        snap.save_changes(&store).unwrap();
+        snap.changes = Changes::default();
+        // Each variant on its own store holding the snapshot so far.
+        let stored = || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+            snap.save(&store).unwrap();
+            (dir, store)
+        };
         // The next 100 registry events: approvals of 100 versions.
         let approvals: Vec<Event> = (0..100)
             .map(|v| {
@@ -95,26 +101,40 @@ fn snapshot(c: &mut Criterion) {
                 })
             },
         );
+        // Each iteration starts from the same state with the 100 approvals
+        // folded in (a clone, not timed) and times the snapshot alone.
+        let next_state = || {
+            let mut s = snap.clone();
+            for ev in &approvals {
+                s.apply(index, ev);
+            }
+            s
+        };
+        let (_whole_dir, store) = stored();
         g.bench_with_input(BenchmarkId::new("whole", versions), &versions, |b, _| {
-            b.iter(|| {
-                for ev in &approvals {
-                    snap.apply(index, ev);
-                }
-                snap.save(&store).unwrap();
-                snap.changes = Changes::default();
-            })
+            b.iter_batched(
+                next_state,
+                // The state is returned, so that it is dropped untimed.
+                |s| {
+                    s.save(&store).unwrap();
+                    s
+                },
+                criterion::BatchSize::PerIteration,
+            )
         });
+        let (_incremental_dir, store) = stored();
         g.bench_with_input(
             BenchmarkId::new("incremental", versions),
             &versions,
             |b, _| {
-                b.iter(|| {
-                    for ev in &approvals {
-                        snap.apply(index, ev);
-                    }
-                    let d = snap.save_changes(&store).unwrap();
-                    assert_eq!(d.records(), 100);
-                })
+                b.iter_batched(
+                    next_state,
+                    |mut s| {
+                        assert_eq!(s.save_changes(&store).unwrap().records(), 100);
+                        s
+                    },
+                    criterion::BatchSize::PerIteration,
+                )
             },
         );
     }
