@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000]
 //!                                [--fill N] [--proofs] [--postgres] [--server URL --token T]
+//!                                [--config FILE]
 //! ```
 //!
 //! - Appends: unique events, a closed loop per connection. Baseline: a raw
@@ -16,7 +17,10 @@
 //!   run also reports, from the server, its batches slower than 6.4 ms
 //!   and 25.6 ms to write, fsync and sign (`modeltrail_commit_seconds`),
 //!   and the RocksDB flushes and compactions that started during the run
-//!   (its event log): the evidence for where a latency outlier comes from.
+//!   (its event log), and, right after it with the server idle, the disk's
+//!   own fsync latency (1 KiB appends to a file beside the server's data,
+//!   each followed by `fdatasync`, for as long as the run): the evidence
+//!   for where a latency outlier comes from.
 //! - `--fill N`: first append N events (64 connections), to measure reads on
 //!   a large log.
 //! - `--proofs`: inclusion proofs at random indexes of the whole tree, and
@@ -32,7 +36,8 @@
 //!   `/proc/<pid>/stat`) over each append run, divided by its appends.
 //!
 //! Without `--server`, it starts the server binary on 127.0.0.1 with a fresh
-//! temporary data directory. Clients are raw hyper HTTP/1.1 keep-alive
+//! temporary data directory (and the configuration file `--config`, if
+//! given). Clients are raw hyper HTTP/1.1 keep-alive
 //! connections, one per simulated client: the lightest client we can build,
 //! since it shares the machine's cores with the server.
 
@@ -59,6 +64,7 @@ struct Args {
     postgres: bool,
     server: Option<String>,
     token: Option<String>,
+    config: Option<String>,
 }
 
 fn args() -> Args {
@@ -72,6 +78,7 @@ fn args() -> Args {
         postgres: false,
         server: None,
         token: None,
+        config: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,6 +93,7 @@ fn args() -> Args {
             "--postgres" => a.postgres = true,
             "--server" => a.server = Some(v()),
             "--token" => a.token = Some(v()),
+            "--config" => a.config = Some(v()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -301,6 +309,28 @@ async fn run(
 
 /// Raw RocksDB: the same number of entries of the same size, written in
 /// synced WriteBatches of `batch` entries.
+/// The disk's own fsync latency, the baseline of a fixed-rate run: 1 KiB
+/// appends to a file beside the server's data, each followed by
+/// `fdatasync`, for `secs` seconds, while the server is idle. Returns the
+/// latencies (µs).
+fn raw_fsync(dir: &std::path::Path, secs: u64) -> Histogram<u64> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut lat = Histogram::<u64>::new(3).unwrap();
+    let block = [b'x'; 1024];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let t = Instant::now();
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        lat.record(t.elapsed().as_micros() as u64).unwrap();
+    }
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+    lat
+}
+
 fn raw_rocksdb(entries: u64, entry_bytes: usize, batch: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let db = rocksdb::DB::open_default(dir.path()).unwrap();
@@ -603,6 +633,7 @@ fn main() {
                     "--data-dir",
                 ])
                 .arg(&data)
+                .args(a.config.iter().flat_map(|c| ["--config", c.as_str()]))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -679,13 +710,24 @@ fn main() {
         let (b1, a1) = rt.block_on(counters(&base));
         if rate.is_some() {
             let (flushes, compactions) = rocks_events(&dir.path().join("data/db"), t0, t1);
+            let disk = raw_fsync(dir.path(), a.seconds);
+            let over = |ms: f64| {
+                disk.iter_recorded()
+                    .filter(|v| v.value_iterated_to() as f64 > ms * 1000.0)
+                    .map(|v| v.count_at_value())
+                    .sum::<u64>()
+            };
             evidence.push(format!(
-                "| {label} | {:.2} | {:.2} | {:.2} | {} | {} | {flushes} | {compactions} |",
+                "| {label} | {:.2} | {:.2} | {:.2} | {} | {} | {flushes} | {compactions} | {:.2} | {:.2} | {} | {} |",
                 r.ms(0.99),
                 r.ms(0.999),
                 r.hist.max() as f64 / 1000.0,
                 slow_commits(&m1, "0.0064") - slow_commits(&m0, "0.0064"),
                 slow_commits(&m1, "0.0256") - slow_commits(&m0, "0.0256"),
+                disk.value_at_quantile(0.999) as f64 / 1000.0,
+                disk.max() as f64 / 1000.0,
+                over(6.4),
+                over(25.6),
             ));
         }
         let cpu_us = (cpu1 - cpu0) * 1e6 / (a1 - a0).max(1.0);
@@ -716,8 +758,8 @@ fn main() {
     }
 
     if !evidence.is_empty() {
-        println!("\n| fixed-rate run | p99 ms | p99.9 ms | max ms | batches committed in > 6.4 ms | > 25.6 ms | RocksDB flushes started | compactions started |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("\n| fixed-rate run | p99 ms | p99.9 ms | max ms | batches committed in > 6.4 ms | > 25.6 ms | RocksDB flushes started | compactions started | the disk alone, right after (1 KiB + fdatasync, as long as the run): p99.9 ms | max ms | fsyncs > 6.4 ms | > 25.6 ms |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for e in &evidence {
             println!("{e}");
         }
