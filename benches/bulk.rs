@@ -1,6 +1,8 @@
 //! Size: an in-process bulk fill of RocksDB (not over HTTP) to each target
 //! size, then, at each: disk used against the bytes of the events, restart
-//! time (open the store, load the upper tree levels, open the log), proof
+//! time (open the store, load the upper tree levels, open the log; each
+//! part timed, and the upper levels also read level by level, the way they
+//! were loaded before, as the baseline of that part), proof
 //! latency through the log's read path, and the process's memory while it
 //! serves proofs and appends.
 //!
@@ -134,8 +136,8 @@ fn check_against_prepare(i: u64, e: &NewEntry) {
     assert_eq!(got, want, "index keys of event {i}");
 }
 
-fn open(db: &Path, cache_mb: usize) -> Arc<dyn Store> {
-    let rocks: Arc<dyn Store> = Arc::new(
+fn open_rocks(db: &Path, cache_mb: usize) -> Arc<dyn Store> {
+    Arc::new(
         RocksStore::open(
             db,
             &RocksOptions {
@@ -144,8 +146,27 @@ fn open(db: &Path, cache_mb: usize) -> Arc<dyn Store> {
             },
         )
         .unwrap(),
-    );
-    Arc::new(UpperLevels::open(rocks, DEFAULT_MIN_LEVEL).unwrap())
+    )
+}
+
+fn open(db: &Path, cache_mb: usize) -> Arc<dyn Store> {
+    Arc::new(UpperLevels::open(open_rocks(db, cache_mb), DEFAULT_MIN_LEVEL).unwrap())
+}
+
+/// The upper levels read one range read per level, as they were loaded
+/// before one pass per row of tiles: the baseline of the restart breakdown.
+fn upper_levels_level_by_level(store: &dyn Store, size: u64) -> usize {
+    (DEFAULT_MIN_LEVEL..64)
+        .map(|l| size >> l)
+        .take_while(|&n| n > 0)
+        .enumerate()
+        .map(|(i, n)| {
+            store
+                .node_range(DEFAULT_MIN_LEVEL + i as u8, 0, n)
+                .unwrap()
+                .len()
+        })
+        .sum()
 }
 
 fn main() {
@@ -193,6 +214,7 @@ fn main() {
     let mut event_bytes = 0u64;
     let mut edge = RightEdge::empty();
     let mut first_p50: Option<f64> = None;
+    let mut breakdown = Vec::new();
     let mut store = open(&db, cache_mb);
     // The empty log's first checkpoint, as the server writes it.
     drop(
@@ -274,10 +296,16 @@ fn main() {
             std::thread::sleep(Duration::from_secs(settle));
         }
 
-        // Restart: close everything, then time what the server does at start.
+        // Restart: close everything, then time what the server does at start,
+        // part by part: RocksDB's open, the upper levels, the log.
         drop(store);
         let t0 = Instant::now();
-        store = open(&db, cache_mb);
+        let rocks = open_rocks(&db, cache_mb);
+        let t_rocks = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        store = Arc::new(UpperLevels::open(rocks.clone(), DEFAULT_MIN_LEVEL).unwrap());
+        let t_upper = t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
         let log = Arc::new(
             Log::open(
                 store.clone(),
@@ -288,7 +316,16 @@ fn main() {
             .unwrap(),
         );
         let restart = t0.elapsed().as_secs_f64();
+        let t_log = t2.elapsed().as_secs_f64();
         assert_eq!(log.head().size, size);
+        let t3 = Instant::now();
+        let nodes = upper_levels_level_by_level(rocks.as_ref(), size);
+        assert_eq!(nodes, store.memory().node_cache as usize / 32);
+        breakdown.push(format!(
+            "| {size} | {t_rocks:.3} | {t_upper:.3} | {:.3} | {t_log:.3} | {restart:.3} |",
+            t3.elapsed().as_secs_f64()
+        ));
+        drop(rocks);
         let disk = du(&db);
         let cached = store.memory().node_cache as f64 / 1048576.0;
 
@@ -353,6 +390,12 @@ fn main() {
             per(disk) - per(event_bytes),
             p50 / first
         );
+    }
+    println!("\nRestart, part by part (the upper levels also read level by level, as before, for comparison):\n");
+    println!("| entries | RocksDB open s | upper levels, one pass per tile row s | upper levels, one range read per level s | log open s | restart s |");
+    println!("|---|---|---|---|---|---|");
+    for row in breakdown {
+        println!("{row}");
     }
     if let Some(k) = keep {
         use std::os::unix::fs::PermissionsExt;

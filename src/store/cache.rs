@@ -10,7 +10,8 @@
 //! Memory: level `l` has `s >> l` complete nodes, so levels 8 and up hold
 //! about `s / 128` hashes, `s / 4` bytes (25 MiB at 100 M entries).
 //!
-//! The cache fills from the store at open (one range read per level) and
+//! The cache fills from the store at open ([`Store::upper_levels`]: one
+//! pass per row of tiles on RocksDB) and
 //! grows with every successful commit, before the commit returns, so a
 //! reader that was told a tree size finds its nodes. It is only a copy:
 //! a node it does not hold is read from the store.
