@@ -155,13 +155,28 @@ pub async fn submit(
 
 /// `reindex`: rebuild the derived state from the entries (server stopped).
 pub fn reindex(data_dir: &Path) -> Result<Reindexed, CliError> {
-    let db = data_dir.join("db");
-    let store =
-        RocksStore::open(&db, &RocksOptions::default()).map_err(|source| CliError::Store {
+    Ok(state::reindex(&open_store(data_dir)?)?)
+}
+
+/// A stopped server's store.
+fn open_store(data_dir: &Path) -> Result<RocksStore, CliError> {
+    RocksStore::open(&data_dir.join("db"), &RocksOptions::default()).map_err(|source| {
+        CliError::Store {
             path: data_dir.display().to_string(),
             source,
-        })?;
-    Ok(state::reindex(&store)?)
+        }
+    })
+}
+
+/// `compact`: rewrite the store's tables in the current format (server
+/// stopped); the live table bytes before and after.
+pub fn compact(data_dir: &Path) -> Result<(u64, u64), CliError> {
+    open_store(data_dir)?
+        .compact()
+        .map_err(|source| CliError::Store {
+            path: data_dir.display().to_string(),
+            source,
+        })
 }
 
 /// `verify receipt`: an offline receipt for an event, no network.

@@ -100,6 +100,13 @@ enum Cmd {
         #[arg(long, env = "MODELTRAIL_DATA_DIR", default_value = server::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
+    /// Rewrite the store's tables in the current on-disk format (server
+    /// stopped), e.g. after an upgrade that changed it. Exit 0 done.
+    Compact {
+        /// The server's data directory.
+        #[arg(long, env = "MODELTRAIL_DATA_DIR", default_value = server::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
     /// Signed attestations: make a service's Ed25519 key, sign events.
     Sign {
         #[command(subcommand)]
@@ -587,6 +594,7 @@ fn main() -> ExitCode {
         Cmd::Witness(a) => rt.block_on(witness(a)),
         Cmd::Sign { what } => sign(what),
         Cmd::Reindex { data_dir } => return reindex(&data_dir),
+        Cmd::Compact { data_dir } => return compact(&data_dir),
         Cmd::Artifact { what } => return artifact(&rt, what),
         Cmd::Reconcile {
             what:
@@ -804,6 +812,25 @@ async fn witness(a: WitnessArgs) -> Result<(), Failed> {
     server::shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(running.stop().await?)
+}
+
+fn compact(data_dir: &std::path::Path) -> ExitCode {
+    let started = std::time::Instant::now();
+    match cli::compact(data_dir) {
+        Ok((before, after)) => {
+            out!(
+                "compacted: {:.1} MiB of tables before, {:.1} MiB after, in {:.1} s",
+                before as f64 / 1048576.0,
+                after as f64 / 1048576.0,
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn reindex(data_dir: &std::path::Path) -> ExitCode {

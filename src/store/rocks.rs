@@ -14,14 +14,18 @@
 //! `(8t + r, i)` lies in tile `i >> (8 - r)` of row `t`, so the nodes of one
 //! 256-leaf subtree (every level of it) are neighbours on disk, and the
 //! part of an inclusion proof below the cached upper levels is one or two
-//! data blocks. Logs written before this layout kept nodes in a `nodes`
+//! data blocks (of 32 KiB in this column family). Logs written before this layout kept nodes in a `nodes`
 //! column family keyed `level ‖ index`; they are copied once, at open.
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. RocksDB's memory is bounded by one number,
 //! the block cache size: index and filter blocks live in the cache, and the
 //! memtables of all column families are charged to it through one write
-//! buffer manager, so memory stays flat as the log grows. A bigger cache
+//! buffer manager, so memory stays flat as the log grows. Indexes and
+//! filters are partitioned (4 KiB partitions under a pinned top level),
+//! so an evicted one costs one small read, not a table's whole index.
+//! Tables keep the format they were written in: `compact` rewrites them
+//! all in the current one. A bigger cache
 //! holds more of the `nodes` column family and makes proofs on a large log
 //! faster; that is the trade-off to tune.
 
@@ -30,8 +34,8 @@ use super::{
 };
 use crate::tree::{Hash, NodeId};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
-    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 use std::path::Path;
 
@@ -45,12 +49,22 @@ const CF_EVENT: &str = "event_index";
 const CF_LINEAGE: &str = "lineage";
 /// The records of the derived state's snapshot.
 const CF_STATE: &str = "derived_state";
+/// Every column family of the current layout.
+const ALL_CFS: [&str; 7] = [
+    "default", CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT, CF_LINEAGE, CF_STATE,
+];
 /// The lineage index of earlier versions (another key layout): dropped at
 /// open, rebuilt into `lineage` from the entries.
 const CF_OLD_MENTIONS: &str = "mentions";
 const META_SIZE: &[u8] = b"tree_size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_PREFIX: &str = "meta/";
+
+/// The data block size of `node_tiles`: a full tile's 511 nodes take
+/// about 27 KiB, so the nodes a proof reads below the upper levels are
+/// in one block, or two, instead of four to seven of RocksDB's default
+/// 4 KiB.
+const NODE_BLOCK_BYTES: usize = 32 << 10;
 
 /// Tunables with defaults sized for a small machine.
 #[derive(Clone, Debug)]
@@ -137,8 +151,19 @@ impl RocksStore {
         let table = |bloom: bool| {
             let mut t = BlockBasedOptions::default();
             t.set_block_cache(&cache);
+            // Index and filter blocks live in the cache, cut into 4 KiB
+            // partitions under a small pinned top level. A table's whole
+            // index is hundreds of KiB: once evicted by the data blocks
+            // of random proofs, every miss read and checksummed all of
+            // it again (most of a proof's cost at 10 M entries). A
+            // partition costs what a data block costs.
             t.set_cache_index_and_filter_blocks(true);
+            t.set_cache_index_and_filter_blocks_with_high_priority(true);
             t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            t.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            t.set_partition_filters(true);
+            t.set_metadata_block_size(4096);
+            t.set_pin_top_level_index_and_filter(true);
             if bloom {
                 t.set_bloom_filter(10.0, false);
             }
@@ -174,6 +199,9 @@ impl RocksStore {
                 // to a small part of the cache).
                 let mut o = cf_opts(true, false);
                 o.set_optimize_filters_for_hits(true);
+                let mut t = table(true);
+                t.set_block_size(NODE_BLOCK_BYTES);
+                o.set_block_based_table_factory(&t);
                 o
             }),
             ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
@@ -250,6 +278,36 @@ fn copy_old_nodes(db: &DB) -> Result<u64, StoreError> {
 }
 
 impl RocksStore {
+    /// Rewrite every table of every column family in the current table
+    /// format, and report the live table bytes before and after. Tables
+    /// keep the format they were written in, and in an append-only log
+    /// most of them sit in the last level, which compaction seldom
+    /// rewrites: after an upgrade that changes the format (the
+    /// partitioned indexes), this is how an existing log gets it.
+    pub fn compact(&self) -> Result<(u64, u64), StoreError> {
+        let size = |db: &DB| -> Result<u64, StoreError> {
+            let mut total = 0;
+            for name in ALL_CFS {
+                let cf = self.cf(name)?;
+                total += db
+                    .property_int_value_cf(cf, "rocksdb.live-sst-files-size")
+                    .map_err(engine)?
+                    .unwrap_or(0);
+            }
+            Ok(total)
+        };
+        let before = size(&self.db)?;
+        let mut o = rocksdb::CompactOptions::default();
+        o.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            self.db.flush_cf(cf).map_err(engine)?;
+            self.db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &o);
+        }
+        Ok((before, size(&self.db)?))
+    }
+
     fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)
@@ -285,17 +343,12 @@ impl Drop for RocksStore {
     /// write-ahead log to replay (a crash still replays it: nothing
     /// acknowledged depends on this).
     fn drop(&mut self) {
-        for name in [
-            CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT, CF_LINEAGE, CF_STATE,
-        ] {
+        for name in ALL_CFS {
             if let Some(cf) = self.db.cf_handle(name) {
                 if let Err(e) = self.db.flush_cf(cf) {
                     tracing::warn!(error = %e, cf = name, "flush at close failed");
                 }
             }
-        }
-        if let Err(e) = self.db.flush() {
-            tracing::warn!(error = %e, "flush at close failed");
         }
     }
 }
@@ -673,6 +726,74 @@ mod tests {
         assert!(tile(0, 255) < tile(0, 256));
         assert!(tile(0, 511) < tile(7, 3) && tile(7, 3) < tile(0, 512));
         assert!(tile(0, 300) < tile(1, 128) && tile(1, 128) < tile(0, 600));
+    }
+
+    /// The table properties of a column family, summed over its tables.
+    fn table_properties(store: &RocksStore, cf: &str) -> String {
+        store
+            .db
+            .property_value_cf(store.cf(cf).unwrap(), "rocksdb.aggregated-table-properties")
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn compact_rewrites_tables_of_the_earlier_format_and_keeps_every_value() {
+        use crate::tree::{self, RightEdge};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut edge = RightEdge::empty();
+        let mut nodes = Vec::new();
+        for i in 0..5000u64 {
+            edge.push(tree::leaf_hash(&i.to_be_bytes()), &mut nodes);
+        }
+        // Tables written with RocksDB's default format: one whole index
+        // block per table, as every version before partitioned indexes.
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = DB::open_cf(&o, &path, [CF_NODES, CF_ENTRIES]).unwrap();
+            let cf = db.cf_handle(CF_NODES).unwrap();
+            for (id, h) in &nodes {
+                db.put_cf(cf, node_key(id), h).unwrap();
+            }
+            let entries = db.cf_handle(CF_ENTRIES).unwrap();
+            for i in 0..5000u64 {
+                db.put_cf(entries, i.to_be_bytes(), format!("entry {i}"))
+                    .unwrap();
+            }
+            db.put(META_SIZE, 5000u64.to_be_bytes()).unwrap();
+            db.flush_cf(cf).unwrap();
+            db.flush_cf(entries).unwrap();
+        }
+        let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        for cf in [CF_NODES, CF_ENTRIES] {
+            let p = table_properties(&store, cf);
+            assert!(!p.is_empty() && !p.contains("# entries=0;"), "{cf}: {p}");
+            assert!(!p.contains("# index partitions"), "{cf}: {p}");
+        }
+        let (before, after) = store.compact().unwrap();
+        assert!(before > 0 && after > 0, "{before} {after}");
+        for cf in [CF_NODES, CF_ENTRIES] {
+            let p = table_properties(&store, cf);
+            assert!(p.contains("# index partitions="), "{cf}: {p}");
+        }
+        let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+        let want: Vec<Option<Hash>> = nodes.iter().map(|(_, h)| Some(*h)).collect();
+        assert_eq!(store.nodes(&ids).unwrap(), want);
+        assert_eq!(
+            tree::root(5000, &super::super::StoreHashes(&store)).unwrap(),
+            edge.root()
+        );
+        let entries = store.entries(0, 5000).unwrap();
+        assert_eq!(entries.len(), 5000);
+        assert_eq!(entries[4321], b"entry 4321");
+        // And it survives a reopen in the new format.
+        drop(store);
+        let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        assert_eq!(store.nodes(&ids).unwrap(), want);
+        assert_eq!(store.tree_size().unwrap(), 5000);
     }
 
     #[test]

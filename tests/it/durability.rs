@@ -232,3 +232,105 @@ async fn incremental_snapshots_are_the_fold_of_the_log() {
     );
     assert!(stored.access.token(&alice_id).unwrap().revoked_at.is_some());
 }
+
+/// `modeltrail compact` rewrites every table of a stopped server's store
+/// (the upgrade path to the partitioned table format): afterwards the
+/// server opens the same log, with the same checkpoint, the same entries
+/// and the same proofs, and appends after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_keeps_the_log_its_checkpoint_and_its_proofs() {
+    use serde_json::json;
+    let bin = env!("CARGO_BIN_EXE_modeltrail");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = crash::spawn(bin, &data);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let (status, g) = json_call(
+        &http,
+        server.base.clone(),
+        reqwest::Method::POST,
+        "/v1/admin/tokens",
+        &admin,
+        Some(json!({"principal": {"type": "service", "id": "ci"}, "roles": ["submitter"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{g}");
+    let ci = g["token"].as_str().unwrap().to_string();
+    let ev = |i: usize| {
+        json!({"action": "register", "actor": {"type": "service", "id": "ci"},
+               "timestamp": "2025-05-05T14:03:00Z",
+               "subject": {"type": "model_version", "id": format!("m{}:v{i}", i % 3)},
+               "metadata": {"n": i}})
+    };
+    let post = |base: String, i: usize| {
+        json_call(
+            &http,
+            base,
+            reqwest::Method::POST,
+            "/v1/events",
+            &ci,
+            Some(ev(i)),
+        )
+    };
+    for i in 0..300 {
+        let (status, r) = post(server.base.clone(), i).await;
+        assert_eq!(status, 201, "{r}");
+    }
+    // What an auditor saw before: the checkpoint, proofs, an entry page.
+    let reads = [
+        "/checkpoint".to_string(),
+        "/v1/proof/inclusion?index=0".to_string(),
+        "/v1/proof/inclusion?index=157".to_string(),
+        "/v1/proof/inclusion?index=300".to_string(),
+        "/v1/proof/consistency?old_size=100".to_string(),
+        "/v1/proof/consistency?old_size=257".to_string(),
+        "/v1/entries?start=250&limit=20".to_string(),
+        "/tile/0/000".to_string(),
+        "/v1/models/m1/versions/v4".to_string(),
+    ];
+    let read_all = |base: String| {
+        let http = http.clone();
+        let admin = admin.clone();
+        let reads = reads.clone();
+        async move {
+            let mut out = Vec::new();
+            for path in &reads {
+                let r = http
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(&admin)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+                out.push(r.bytes().await.unwrap());
+            }
+            out
+        }
+    };
+    let before = read_all(server.base.clone()).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let out = std::process::Command::new(bin)
+        .args(["compact", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("compacted: "), "{text}");
+
+    let mut server = crash::spawn(bin, &data);
+    let after = read_all(server.base.clone()).await;
+    for ((path, b), a) in reads.iter().zip(&before).zip(&after) {
+        assert_eq!(b, a, "{path} changed across compact");
+    }
+    let (status, r) = post(server.base.clone(), 300).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["index"], 301, "{r}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
