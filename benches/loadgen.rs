@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000]
 //!                                [--fill N] [--proofs] [--postgres] [--server URL --token T]
-//!                                [--config FILE]
+//!                                [--config FILE] [--data-dir DIR --origin O]
 //! ```
 //!
 //! - Appends: unique events, a closed loop per connection. Baseline: a raw
@@ -37,7 +37,11 @@
 //!
 //! Without `--server`, it starts the server binary on 127.0.0.1 with a fresh
 //! temporary data directory (and the configuration file `--config`, if
-//! given). Clients are raw hyper HTTP/1.1 keep-alive
+//! given), or on the existing data directory `--data-dir` with its origin
+//! `--origin` (a log kept by the bulk bench, for reads at sizes no HTTP
+//! fill reaches in reasonable time). `--connections none` skips the append
+//! runs. Reads also report the server's CPU per request, from `/proc`, so
+//! the ratio to `/healthz` can be read without the client's share. Clients are raw hyper HTTP/1.1 keep-alive
 //! connections, one per simulated client: the lightest client we can build,
 //! since it shares the machine's cores with the server.
 
@@ -65,6 +69,8 @@ struct Args {
     server: Option<String>,
     token: Option<String>,
     config: Option<String>,
+    data_dir: Option<String>,
+    origin: String,
 }
 
 fn args() -> Args {
@@ -79,12 +85,21 @@ fn args() -> Args {
         server: None,
         token: None,
         config: None,
+        data_dir: None,
+        origin: "loadgen.example/log".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
-            "--connections" => a.connections = v().split(',').map(|x| x.parse().unwrap()).collect(),
+            "--connections" => {
+                let v = v();
+                a.connections = if v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',').map(|x| x.parse().unwrap()).collect()
+                }
+            }
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--rate" => a.rate = Some(v().parse().unwrap()),
             "--rate-runs" => a.rate_runs = v().parse().unwrap(),
@@ -94,6 +109,8 @@ fn args() -> Args {
             "--server" => a.server = Some(v()),
             "--token" => a.token = Some(v()),
             "--config" => a.config = Some(v()),
+            "--data-dir" => a.data_dir = Some(v()),
+            "--origin" => a.origin = v(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -622,14 +639,17 @@ fn main() {
     let (base, token, mut child) = match (&a.server, &a.token) {
         (Some(s), Some(t)) => (s.clone(), t.clone(), None),
         _ => {
-            let data = dir.path().join("data");
+            let data = match &a.data_dir {
+                Some(d) => std::path::PathBuf::from(d),
+                None => dir.path().join("data"),
+            };
             let mut child = Command::new(env!("CARGO_BIN_EXE_modeltrail"))
                 .args([
                     "serve",
                     "--listen",
                     "127.0.0.1:0",
                     "--origin",
-                    "loadgen.example/log",
+                    a.origin.as_str(),
                     "--data-dir",
                 ])
                 .arg(&data)
@@ -769,38 +789,38 @@ fn main() {
         let log: serde_json::Value =
             serde_json::from_str(&rt.block_on(get_text(&base, "/v1/log"))).unwrap();
         let tree_size = log["tree_size"].as_u64().unwrap();
-        let p = rt.block_on(run(
-            &base,
-            &token,
-            Work::Proof { tree_size },
-            64,
-            secs,
-            None,
-        ));
-        let c = rt.block_on(run(
-            &base,
-            &token,
-            Work::Consistency { tree_size },
-            64,
-            secs,
-            None,
-        ));
-        let h = rt.block_on(run(&base, &token, Work::Health, 64, secs, None));
-        println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | GET /healthz req/s (same run) | ratio |");
-        println!("|---|---|---|---|---|---|---|");
-        for (name, r) in [
+        // Each read run with the server's CPU over it, per request.
+        let measured = |work: Work| {
+            let cpu0 = server_pid.map(cpu_seconds);
+            let r = rt.block_on(run(&base, &token, work, 64, secs, None));
+            let cpu = server_pid
+                .zip(cpu0)
+                .map(|(pid, c0)| (cpu_seconds(pid) - c0) * 1e6 / r.ok.max(1) as f64);
+            (r, cpu)
+        };
+        let p = measured(Work::Proof { tree_size });
+        let c = measured(Work::Consistency { tree_size });
+        let h = measured(Work::Health);
+        println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | server CPU µs per request | GET /healthz req/s (same run) | ratio | server CPU µs per `/healthz` | CPU ratio (`/healthz` ÷ this) |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let us = |c: Option<f64>| c.map_or("—".to_string(), |c| format!("{c:.1}"));
+        for (name, (r, cpu)) in [
             ("inclusion proof, random index", &p),
             ("consistency proof, random old size", &c),
             ("`GET /healthz`", &h),
         ] {
             println!(
-                "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
+                "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {:.2} | {} | {} |",
                 r.rate(),
                 r.ms(0.5),
                 r.ms(0.99),
                 r.errors,
-                h.rate(),
-                r.rate() / h.rate()
+                us(*cpu),
+                h.0.rate(),
+                r.rate() / h.0.rate(),
+                us(h.1),
+                cpu.zip(h.1)
+                    .map_or("—".to_string(), |(c, hc)| format!("{:.2}", hc / c)),
             );
         }
     }
