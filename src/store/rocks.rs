@@ -58,6 +58,11 @@ const ALL_CFS: [&str; 7] = [
 const CF_OLD_MENTIONS: &str = "mentions";
 const META_SIZE: &[u8] = b"tree_size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
+/// Set when every table is in the current format: at creation, and by
+/// `compact`. A log with tables of an earlier format lacks it.
+const META_TABLE_FORMAT: &[u8] = b"table_format";
+/// Partitioned indexes and filters, 32 KiB node blocks.
+const TABLE_FORMAT: &[u8] = b"2";
 const META_PREFIX: &str = "meta/";
 
 /// The data block size of `node_tiles`: a full tile's 511 nodes take
@@ -234,7 +239,18 @@ impl RocksStore {
             tracing::info!(nodes = copied, "node hashes copied into the tile layout");
             db.drop_cf(CF_OLD_NODES).map_err(engine)?;
         }
-        Ok(RocksStore { db })
+        let store = RocksStore { db };
+        if !store.tables_current()? {
+            if store.tree_size()? == 0 {
+                store.mark_tables_current()?;
+            } else {
+                tracing::warn!(
+                    "the store's tables are in an earlier format: proofs on a large log \
+                     are faster after `modeltrail compact` (with the server stopped)"
+                );
+            }
+        }
+        Ok(store)
     }
 }
 
@@ -305,7 +321,25 @@ impl RocksStore {
             self.db
                 .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &o);
         }
+        self.mark_tables_current()?;
         Ok((before, size(&self.db)?))
+    }
+
+    /// Whether every table is in the current format (see `compact`).
+    pub fn tables_current(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(META_TABLE_FORMAT)
+            .map_err(engine)?
+            .is_some_and(|v| *v == *TABLE_FORMAT))
+    }
+
+    fn mark_tables_current(&self) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(META_TABLE_FORMAT, TABLE_FORMAT, &wo)
+            .map_err(engine)
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
@@ -768,6 +802,7 @@ mod tests {
             db.flush_cf(entries).unwrap();
         }
         let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        assert!(!store.tables_current().unwrap());
         for cf in [CF_NODES, CF_ENTRIES] {
             let p = table_properties(&store, cf);
             assert!(!p.is_empty() && !p.contains("# entries=0;"), "{cf}: {p}");
@@ -775,6 +810,7 @@ mod tests {
         }
         let (before, after) = store.compact().unwrap();
         assert!(before > 0 && after > 0, "{before} {after}");
+        assert!(store.tables_current().unwrap());
         for cf in [CF_NODES, CF_ENTRIES] {
             let p = table_properties(&store, cf);
             assert!(p.contains("# index partitions="), "{cf}: {p}");
@@ -794,6 +830,16 @@ mod tests {
         let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
         assert_eq!(store.nodes(&ids).unwrap(), want);
         assert_eq!(store.tree_size().unwrap(), 5000);
+        assert!(store.tables_current().unwrap());
+    }
+
+    #[test]
+    fn a_new_store_is_in_the_current_table_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(RocksStore::open(&path, &RocksOptions::default()).unwrap());
+        let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        assert!(store.tables_current().unwrap());
     }
 
     #[test]
