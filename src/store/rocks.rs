@@ -14,8 +14,9 @@
 //! `(8t + r, i)` lies in tile `i >> (8 - r)` of row `t`, so the nodes of one
 //! 256-leaf subtree (every level of it) are neighbours on disk, and the
 //! part of an inclusion proof below the cached upper levels is one or two
-//! data blocks (of 32 KiB in this column family). Logs written before this layout kept nodes in a `nodes`
-//! column family keyed `level ‖ index`; they are copied once, at open.
+//! data blocks (of 32 KiB in this column family). Logs written before
+//! this layout kept nodes in a `nodes` column family keyed
+//! `level ‖ index`; they are copied once, at open.
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. RocksDB's memory is bounded by one number,
@@ -158,9 +159,10 @@ impl RocksStore {
             t.set_block_cache(&cache);
             // Index and filter blocks live in the cache, cut into 4 KiB
             // partitions under a small pinned top level. A table's whole
-            // index is hundreds of KiB: once evicted by the data blocks
-            // of random proofs, every miss read and checksummed all of
-            // it again (most of a proof's cost at 10 M entries). A
+            // index or filter is hundreds of KiB or more: once evicted by
+            // the data blocks of random proofs, every miss read and
+            // checksummed all of it again (half of a proof's CPU on a
+            // 10 M-entry log as written, docs/PERFORMANCE.md). A
             // partition costs what a data block costs.
             t.set_cache_index_and_filter_blocks(true);
             t.set_cache_index_and_filter_blocks_with_high_priority(true);
@@ -299,20 +301,23 @@ impl RocksStore {
     /// keep the format they were written in, and in an append-only log
     /// most of them sit in the last level, which compaction seldom
     /// rewrites: after an upgrade that changes the format (the
-    /// partitioned indexes), this is how an existing log gets it.
+    /// partitioned indexes), this is how an existing log gets it. It also
+    /// leaves each column family one sorted run, the cheapest shape to
+    /// read.
     pub fn compact(&self) -> Result<(u64, u64), StoreError> {
-        let size = |db: &DB| -> Result<u64, StoreError> {
+        let size = || -> Result<u64, StoreError> {
             let mut total = 0;
             for name in ALL_CFS {
                 let cf = self.cf(name)?;
-                total += db
+                total += self
+                    .db
                     .property_int_value_cf(cf, "rocksdb.live-sst-files-size")
                     .map_err(engine)?
                     .unwrap_or(0);
             }
             Ok(total)
         };
-        let before = size(&self.db)?;
+        let before = size()?;
         let mut o = rocksdb::CompactOptions::default();
         o.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for name in ALL_CFS {
@@ -322,7 +327,7 @@ impl RocksStore {
                 .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &o);
         }
         self.mark_tables_current()?;
-        Ok((before, size(&self.db)?))
+        Ok((before, size()?))
     }
 
     /// Whether every table is in the current format (see `compact`).
