@@ -158,13 +158,21 @@ pub fn reindex(data_dir: &Path) -> Result<Reindexed, CliError> {
     Ok(state::reindex(&open_store(data_dir)?)?)
 }
 
-/// A stopped server's store.
+/// A stopped server's store. A directory that holds no log is an error,
+/// not a new empty log (a mistyped path must not report an empty log as
+/// rebuilt or compacted).
 fn open_store(data_dir: &Path) -> Result<RocksStore, CliError> {
-    RocksStore::open(&data_dir.join("db"), &RocksOptions::default()).map_err(|source| {
-        CliError::Store {
-            path: data_dir.display().to_string(),
-            source,
-        }
+    let db = data_dir.join("db");
+    if !db.join("CURRENT").is_file() {
+        return Err(CliError::Input(format!(
+            "{}: no log here (no database in {})",
+            data_dir.display(),
+            db.display()
+        )));
+    }
+    RocksStore::open(&db, &RocksOptions::default()).map_err(|source| CliError::Store {
+        path: data_dir.display().to_string(),
+        source,
     })
 }
 

@@ -334,3 +334,22 @@ async fn compact_keeps_the_log_its_checkpoint_and_its_proofs() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// The maintenance commands refuse a directory that holds no log, rather
+/// than create an empty one there and report it rebuilt or compacted.
+#[test]
+fn maintenance_commands_refuse_a_directory_without_a_log() {
+    let bin = env!("CARGO_BIN_EXE_modeltrail");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("typo");
+    for cmd in ["compact", "reindex"] {
+        let out = std::process::Command::new(bin)
+            .args([cmd, "--data-dir", data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains("no log here"), "{cmd}: {err}");
+        assert!(!data.exists(), "{cmd} created {}", data.display());
+    }
+}
