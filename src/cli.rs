@@ -170,10 +170,15 @@ fn open_store(data_dir: &Path) -> Result<RocksStore, CliError> {
             db.display()
         )));
     }
-    RocksStore::open(&db, &RocksOptions::default()).map_err(|source| CliError::Store {
+    RocksStore::open(&db, &RocksOptions::default()).map_err(|e| store_error(data_dir, e))
+}
+
+/// A store's failure, with the data directory it was in.
+fn store_error(data_dir: &Path, source: StoreError) -> CliError {
+    CliError::Store {
         path: data_dir.display().to_string(),
         source,
-    })
+    }
 }
 
 /// `compact`: rewrite the store's tables in the current format (server
@@ -181,10 +186,7 @@ fn open_store(data_dir: &Path) -> Result<RocksStore, CliError> {
 pub fn compact(data_dir: &Path) -> Result<(u64, u64), CliError> {
     open_store(data_dir)?
         .compact()
-        .map_err(|source| CliError::Store {
-            path: data_dir.display().to_string(),
-            source,
-        })
+        .map_err(|e| store_error(data_dir, e))
 }
 
 /// `verify receipt`: an offline receipt for an event, no network.

@@ -165,7 +165,6 @@ impl RocksStore {
             // 10 M-entry log as written, docs/PERFORMANCE.md). A
             // partition costs what a data block costs.
             t.set_cache_index_and_filter_blocks(true);
-            t.set_cache_index_and_filter_blocks_with_high_priority(true);
             t.set_pin_l0_filter_and_index_blocks_in_cache(true);
             t.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
             t.set_partition_filters(true);
@@ -727,10 +726,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {
-            let mut o = Options::default();
-            o.create_if_missing(true);
-            o.create_missing_column_families(true);
-            let db = DB::open_cf(&o, &path, [CF_OLD_MENTIONS]).unwrap();
+            let db = raw_db(&path, &[CF_OLD_MENTIONS]);
             db.put_cf(db.cf_handle(CF_OLD_MENTIONS).unwrap(), b"k", b"")
                 .unwrap();
         }
@@ -767,6 +763,37 @@ mod tests {
         assert!(tile(0, 300) < tile(1, 128) && tile(1, 128) < tile(0, 600));
     }
 
+    /// A database opened with RocksDB's default options (the table format
+    /// of earlier versions), with these column families.
+    fn raw_db(path: &Path, cfs: &[&str]) -> DB {
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        DB::open_cf(&o, path, cfs).unwrap()
+    }
+
+    /// The root and every complete node of a tree of `n` leaves.
+    fn sample_tree(n: u64) -> (Hash, Vec<(NodeId, Hash)>) {
+        let mut edge = crate::tree::RightEdge::empty();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            edge.push(crate::tree::leaf_hash(&i.to_be_bytes()), &mut nodes);
+        }
+        (edge.root(), nodes)
+    }
+
+    /// The store holds every one of `nodes`, and its tree of `n` leaves
+    /// has root `root`.
+    fn assert_tree(store: &RocksStore, n: u64, root: Hash, nodes: &[(NodeId, Hash)]) {
+        let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+        let want: Vec<Option<Hash>> = nodes.iter().map(|(_, h)| Some(*h)).collect();
+        assert_eq!(store.nodes(&ids).unwrap(), want);
+        assert_eq!(
+            crate::tree::root(n, &super::super::StoreHashes(store)).unwrap(),
+            root
+        );
+    }
+
     /// The table properties of a column family, summed over its tables.
     fn table_properties(store: &RocksStore, cf: &str) -> String {
         store
@@ -778,21 +805,13 @@ mod tests {
 
     #[test]
     fn compact_rewrites_tables_of_the_earlier_format_and_keeps_every_value() {
-        use crate::tree::{self, RightEdge};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let mut edge = RightEdge::empty();
-        let mut nodes = Vec::new();
-        for i in 0..5000u64 {
-            edge.push(tree::leaf_hash(&i.to_be_bytes()), &mut nodes);
-        }
+        let (root, nodes) = sample_tree(5000);
         // Tables written with RocksDB's default format: one whole index
         // block per table, as every version before partitioned indexes.
         {
-            let mut o = Options::default();
-            o.create_if_missing(true);
-            o.create_missing_column_families(true);
-            let db = DB::open_cf(&o, &path, [CF_NODES, CF_ENTRIES]).unwrap();
+            let db = raw_db(&path, &[CF_NODES, CF_ENTRIES]);
             let cf = db.cf_handle(CF_NODES).unwrap();
             for (id, h) in &nodes {
                 db.put_cf(cf, node_key(id), h).unwrap();
@@ -820,20 +839,14 @@ mod tests {
             let p = table_properties(&store, cf);
             assert!(p.contains("# index partitions="), "{cf}: {p}");
         }
-        let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
-        let want: Vec<Option<Hash>> = nodes.iter().map(|(_, h)| Some(*h)).collect();
-        assert_eq!(store.nodes(&ids).unwrap(), want);
-        assert_eq!(
-            tree::root(5000, &super::super::StoreHashes(&store)).unwrap(),
-            edge.root()
-        );
+        assert_tree(&store, 5000, root, &nodes);
         let entries = store.entries(0, 5000).unwrap();
         assert_eq!(entries.len(), 5000);
         assert_eq!(entries[4321], b"entry 4321");
         // And it survives a reopen in the new format.
         drop(store);
         let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
-        assert_eq!(store.nodes(&ids).unwrap(), want);
+        assert_tree(&store, 5000, root, &nodes);
         assert_eq!(store.tree_size().unwrap(), 5000);
         assert!(store.tables_current().unwrap());
     }
@@ -849,19 +862,11 @@ mod tests {
 
     #[test]
     fn nodes_of_the_earlier_layout_are_copied_at_open() {
-        use crate::tree::{self, RightEdge};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let mut edge = RightEdge::empty();
-        let mut nodes = Vec::new();
-        for i in 0..3000u64 {
-            edge.push(tree::leaf_hash(&i.to_be_bytes()), &mut nodes);
-        }
+        let (root, nodes) = sample_tree(3000);
         {
-            let mut o = Options::default();
-            o.create_if_missing(true);
-            o.create_missing_column_families(true);
-            let db = DB::open_cf(&o, &path, [CF_OLD_NODES]).unwrap();
+            let db = raw_db(&path, &[CF_OLD_NODES]);
             let cf = db.cf_handle(CF_OLD_NODES).unwrap();
             for (id, h) in &nodes {
                 db.put_cf(cf, old_node_key(id), h).unwrap();
@@ -869,13 +874,7 @@ mod tests {
             db.put(META_SIZE, 3000u64.to_be_bytes()).unwrap();
         }
         let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
-        let ids: Vec<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
-        let want: Vec<Option<Hash>> = nodes.iter().map(|(_, h)| Some(*h)).collect();
-        assert_eq!(store.nodes(&ids).unwrap(), want);
-        assert_eq!(
-            tree::root(3000, &super::super::StoreHashes(&store)).unwrap(),
-            edge.root()
-        );
+        assert_tree(&store, 3000, root, &nodes);
         drop(store);
         let cfs = DB::list_cf(&Options::default(), &path).unwrap();
         assert!(!cfs.iter().any(|c| c == CF_OLD_NODES), "{cfs:?}");
