@@ -266,7 +266,7 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
         }
     };
     validate(obj)?;
-    let canonical = serde_jcs::to_vec(&value).map_err(|e| EventError::Json(e.to_string()))?;
+    let canonical = super::jcs::to_vec(&value);
     if canonical.len() > MAX_ENTRY_BYTES {
         return Err(EventError::TooLarge(canonical.len()));
     }
@@ -277,7 +277,7 @@ pub fn prepare(body: &[u8]) -> Result<Prepared, EventError> {
             "the event's canonical form does not parse back: {e}"
         ))
     })?;
-    if serde_jcs::to_vec(&reread).ok().as_deref() != Some(&canonical[..]) {
+    if super::jcs::to_vec(&reread) != canonical {
         return Err(EventError::Json(
             "the event's canonical form is not a fixed point".into(),
         ));
@@ -316,7 +316,7 @@ pub fn event_sha256(event: &Value) -> Result<String, EventError> {
             obj.remove("integrity");
         }
     }
-    let bytes = canonicalize(&v)?;
+    let bytes = canonicalize(&v);
     Ok(crate::encoding::hex(&Sha256::digest(&bytes)))
 }
 
@@ -345,8 +345,8 @@ fn check_event_sha256(value: &Value, client_id: bool) -> Result<(), EventError> 
 
 /// Canonical form of stored leaf bytes, for resubmission comparisons and
 /// offline recomputation.
-pub fn canonicalize(value: &Value) -> Result<Vec<u8>, EventError> {
-    serde_jcs::to_vec(value).map_err(|e| EventError::Json(e.to_string()))
+pub fn canonicalize(value: &Value) -> Vec<u8> {
+    super::jcs::to_vec(value)
 }
 
 fn parse_event_id(v: &Value) -> Result<Uuid, EventError> {

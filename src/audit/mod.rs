@@ -1,12 +1,13 @@
-//! ML audit events: the schema of design §3 and its canonical form
-//! ([`event`]), the typed vocabulary of actions, principals and roles
-//! ([`vocab`]), events the server records itself ([`record`]) and signed
-//! attestations ([`signature`]).
+//! ML audit events: the schema of design §3 ([`event`]), the RFC 8785
+//! canonical form of its JSON ([`jcs`]), the typed vocabulary of actions,
+//! principals and roles ([`vocab`]), events the server records itself
+//! ([`record`]) and signed attestations ([`signature`]).
 //!
 //! Pure: no I/O, no HTTP, no storage.
 
 pub mod commitment;
 pub mod event;
+pub mod jcs;
 pub mod record;
 pub mod signature;
 pub mod vocab;

@@ -36,8 +36,6 @@ pub enum SignatureError {
     BadKey,
     #[error("the signature does not verify with this key")]
     Invalid,
-    #[error("canonical JSON: {0}")]
-    Canonical(String),
 }
 
 /// The bytes a signature covers, and the signature the event carries.
@@ -58,7 +56,7 @@ pub fn signed_message(event: &Value) -> Result<(Vec<u8>, Option<String>), Signat
     if drop_integrity {
         obj.remove("integrity");
     }
-    let canonical = serde_jcs::to_vec(&v).map_err(|e| SignatureError::Canonical(e.to_string()))?;
+    let canonical = super::jcs::to_vec(&v);
     let mut msg = CONTEXT.to_vec();
     msg.extend_from_slice(&canonical);
     Ok((msg, sig))

@@ -21,7 +21,7 @@ fn setup(index: usize) -> (Vec<Vec<u8>>, String, TlogProof) {
     let events: Vec<Vec<u8>> = (0..7)
         .map(|i| {
             let v = serde_json::json!({"action": "approve", "n": i});
-            event::canonicalize(&v).unwrap()
+            event::canonicalize(&v)
         })
         .collect();
     let mut edge = RightEdge::empty();

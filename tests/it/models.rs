@@ -651,9 +651,7 @@ async fn the_seeds_event_template_with_its_own_digest() {
         "metadata": {"n": 3},
         "integrity": {"artifact_sha256": "b".repeat(64)},
     });
-    let digest = hex::encode(Sha256::digest(
-        modeltrail::audit::event::canonicalize(&e).unwrap(),
-    ));
+    let digest = hex::encode(Sha256::digest(modeltrail::audit::event::canonicalize(&e)));
     assert_eq!(modeltrail::audit::event::event_sha256(&e).unwrap(), digest);
     e["integrity"]["event_sha256"] = json!(digest);
     let before = size(&s).await;
