@@ -6,6 +6,7 @@
 //! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000]
 //!                                [--fill N] [--proofs] [--postgres] [--server URL --token T]
 //!                                [--config FILE] [--data-dir DIR --origin O]
+//!                                [--server-bin PATH]
 //! ```
 //!
 //! - Appends: unique events, a closed loop per connection. Baseline: a raw
@@ -40,10 +41,12 @@
 //! given), or on the existing data directory `--data-dir` with its origin
 //! `--origin` (a log kept by the bulk bench, for reads at sizes no HTTP
 //! fill reaches in reasonable time). `--connections none` skips the append
-//! runs. Reads also report the server's CPU per request, from `/proc`, so
-//! the ratio to `/healthz` can be read without the client's share. Clients are raw hyper HTTP/1.1 keep-alive
-//! connections, one per simulated client: the lightest client we can build,
-//! since it shares the machine's cores with the server.
+//! runs. `--server-bin PATH` starts that build of the server instead of
+//! this one, to compare two commits in one sitting. Reads also report the
+//! server's CPU per request, from `/proc`, so the ratio to `/healthz` can be
+//! read without the client's share. Clients are raw hyper HTTP/1.1
+//! keep-alive connections, one per simulated client: the lightest client we
+//! can build, since it shares the machine's cores with the server.
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -67,6 +70,7 @@ struct Args {
     proofs: bool,
     postgres: bool,
     server: Option<String>,
+    server_bin: Option<String>,
     token: Option<String>,
     config: Option<String>,
     data_dir: Option<String>,
@@ -83,6 +87,7 @@ fn args() -> Args {
         proofs: false,
         postgres: false,
         server: None,
+        server_bin: None,
         token: None,
         config: None,
         data_dir: None,
@@ -108,6 +113,7 @@ fn args() -> Args {
             "--postgres" => a.postgres = true,
             "--server" => a.server = Some(v()),
             "--token" => a.token = Some(v()),
+            "--server-bin" => a.server_bin = Some(v()),
             "--config" => a.config = Some(v()),
             "--data-dir" => a.data_dir = Some(v()),
             "--origin" => a.origin = v(),
@@ -643,7 +649,11 @@ fn main() {
                 Some(d) => std::path::PathBuf::from(d),
                 None => dir.path().join("data"),
             };
-            let mut child = Command::new(env!("CARGO_BIN_EXE_modeltrail"))
+            let bin = a
+                .server_bin
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_modeltrail").to_string());
+            let mut child = Command::new(bin)
                 .args([
                     "serve",
                     "--listen",
