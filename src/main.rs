@@ -819,9 +819,9 @@ fn compact(data_dir: &std::path::Path) -> ExitCode {
     match cli::compact(data_dir) {
         Ok((before, after)) => {
             out!(
-                "compacted: {:.1} MiB of tables before, {:.1} MiB after, in {:.1} s",
-                before as f64 / 1048576.0,
-                after as f64 / 1048576.0,
+                "compacted: {} of tables before, {} after, in {:.1} s",
+                indicatif::HumanBytes(before),
+                indicatif::HumanBytes(after),
                 started.elapsed().as_secs_f64()
             );
             ExitCode::SUCCESS

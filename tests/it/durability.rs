@@ -322,6 +322,8 @@ async fn compact_keeps_the_log_its_checkpoint_and_its_proofs() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.starts_with("compacted: "), "{text}");
+    // A small log's tables are KiB, not "0.0 MiB".
+    assert!(text.contains(" KiB of tables before, "), "{text}");
 
     let mut server = crash::spawn(bin, &data);
     let after = read_all(server.base.clone()).await;
