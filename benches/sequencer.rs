@@ -109,7 +109,7 @@ fn group_commit(c: &mut Criterion) {
 
 /// Per-request work before the sequencer: strict parse, validation, RFC 8785
 /// canonical form and leaf hash. Baseline: plain `serde_json` parsing of the
-/// same body into a `Value`.
+/// same body into a `Value` (and, for the canonical form alone, writing it).
 fn event_preparation(c: &mut Criterion) {
     let body = serde_json::json!({
         "action": "deploy",
@@ -127,6 +127,20 @@ fn event_preparation(c: &mut Criterion) {
     });
     g.bench_function("prepare", |b| {
         b.iter(|| prepare(std::hint::black_box(body.as_bytes())).unwrap())
+    });
+    // The RFC 8785 form alone, which `prepare` writes twice (the canonical
+    // form and its fixed-point check): ours, and `serde_jcs`, the
+    // reference the tests hold it to. Baseline: plain `serde_json` writing
+    // the same value.
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    g.bench_function("baseline_serde_json_write", |b| {
+        b.iter(|| serde_json::to_vec(std::hint::black_box(&value)).unwrap())
+    });
+    g.bench_function("canonical_jcs", |b| {
+        b.iter(|| modeltrail::audit::jcs::to_vec(std::hint::black_box(&value)))
+    });
+    g.bench_function("canonical_serde_jcs", |b| {
+        b.iter(|| serde_jcs::to_vec(std::hint::black_box(&value)).unwrap())
     });
     g.finish();
 }
