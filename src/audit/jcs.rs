@@ -189,6 +189,20 @@ mod tests {
         assert_eq!(to_vec(&json!(u64::MAX)), b"18446744073709552000");
     }
 
+    /// `number` relies on every `Value` number having a finite double:
+    /// true unless serde_json's `arbitrary_precision` feature is on (then a
+    /// number past the doubles would parse, and have none). Should any
+    /// dependency ever turn it on, this fails before a leaf is written.
+    #[test]
+    fn every_number_a_value_holds_is_a_finite_double() {
+        assert!(serde_json::from_str::<Value>("1e400").is_err());
+        assert!(serde_json::from_str::<Value>("-1e400").is_err());
+        assert_eq!(json!(f64::NAN), Value::Null);
+        assert_eq!(json!(f64::INFINITY), Value::Null);
+        let big: Value = serde_json::from_str("123456789012345678901234567890").unwrap();
+        assert_eq!(to_vec(&big), b"1.2345678901234568e+29");
+    }
+
     #[test]
     fn escapes_only_what_the_rfc_escapes() {
         let v = json!("a\"b\\c/\u{8}\t\n\u{c}\r\u{0}\u{1f}\u{7f}é€😀");
