@@ -95,10 +95,7 @@ fn serve_on_bucket(
             ("AWS_SECRET_ACCESS_KEY", "test"),
         ],
     );
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = crash::admin_token(&data);
     (server, data, admin)
 }
 

@@ -61,10 +61,7 @@ async fn logged_access_changes_survive_sigkill_before_any_snapshot() {
     std::fs::write(&config, "[limits]\nsnapshot_interval_secs = 3600\n").unwrap();
     let cfg = config.to_str().unwrap();
     let mut server = crash::spawn_with(bin, &data, &["--config", cfg]);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = crash::admin_token(&data);
     let http = reqwest::Client::new();
     let call =
         |base: String, method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
@@ -160,10 +157,7 @@ async fn incremental_snapshots_are_the_fold_of_the_log() {
     )
     .unwrap();
     let mut server = crash::spawn_with(bin, &data, &["--config", config.to_str().unwrap()]);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = crash::admin_token(&data);
     let http = reqwest::Client::new();
     let base = server.base.clone();
     let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
@@ -244,10 +238,7 @@ async fn compact_keeps_the_log_its_checkpoint_and_its_proofs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = crash::spawn(bin, &data);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = crash::admin_token(&data);
     let http = reqwest::Client::new();
     let (status, g) = json_call(
         &http,

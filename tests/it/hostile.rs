@@ -299,10 +299,7 @@ async fn a_hostile_mix_stays_inside_the_memory_budget() {
     let data = dir.path().join("data");
     let mut server = crash::spawn(bin, &data);
     let pid = server.child.id();
-    let token = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = crash::admin_token(&data);
     let base = server.base.clone();
     let addr = base.trim_start_matches("http://").to_string();
     let http = reqwest::Client::builder()

@@ -71,6 +71,14 @@ pub fn spawn_env(bin: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -
     }
 }
 
+/// The admin token a server made in its data directory on first start.
+pub fn admin_token(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// What a client was told: the receipt of an acknowledged append.
 #[derive(Clone, Debug)]
 pub struct Ack {
@@ -298,10 +306,7 @@ pub async fn run_cycles(
     let mut all_acks: Vec<Acked> = Vec::new();
     let mut prev: Option<Checkpoint> = None;
     let mut server = spawn(bin, &data);
-    let token = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = admin_token(&data);
     for cycle in 0..cycles {
         let acks = load_then_kill(&mut server, &token, clients, kill_after, cycle).await;
         // Every checkpoint handed out this cycle, once each: two with the
