@@ -181,8 +181,9 @@ fn store_error(data_dir: &Path, source: StoreError) -> CliError {
     }
 }
 
-/// `compact`: rewrite the store's tables in the current format (server
-/// stopped); the live table bytes before and after.
+/// `compact`: rewrite the store's tables in the current format, with the
+/// tile values an earlier version did not write (server stopped); the
+/// live table bytes before and after.
 pub fn compact(data_dir: &Path) -> Result<(u64, u64), CliError> {
     open_store(data_dir)?
         .compact()

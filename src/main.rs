@@ -101,7 +101,9 @@ enum Cmd {
         data_dir: PathBuf,
     },
     /// Rewrite the store's tables in the current on-disk format (server
-    /// stopped), e.g. after an upgrade that changed it. Exit 0 done.
+    /// stopped), e.g. after an upgrade that changed it, with the one-value
+    /// tiles that proofs read, which a log written by an earlier version
+    /// lacks. Exit 0 done.
     Compact {
         /// The server's data directory.
         #[arg(long, env = "MODELTRAIL_DATA_DIR", default_value = server::DEFAULT_DATA_DIR)]

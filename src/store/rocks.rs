@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `entries` | index (u64 BE) | leaf bytes |
 //! | `node_tiles` | tile row (u8) ‖ tile (u64 BE) ‖ level in the row (u8) ‖ index in the tile (u8) | 32-byte hash |
+//! | `full_tiles` | tile row (u8) ‖ tile (u64 BE) | the tile's 510 node hashes, in `node_tiles` key order |
 //! | `leaf_index` | leaf hash | index (u64 BE) |
 //! | `event_index` | event id (16 bytes) | index (u64 BE) |
 //! | `lineage` | type ‖ 0 ‖ id ‖ 0 ‖ role (`s`/`r`) ‖ index (u64 BE) | empty (the lineage index) |
@@ -17,6 +18,16 @@
 //! data blocks (of 32 KiB in this column family). Logs written before
 //! this layout kept nodes in a `nodes` column family keyed
 //! `level ‖ index`; they are copied once, at open.
+//!
+//! A complete tile is also one value in `full_tiles`, written in the
+//! commit that completes it: a proof then reads its nodes below the cached
+//! upper levels with one point read instead of one lookup per node in a
+//! block (the lookups were a third of a proof's CPU; docs/PERFORMANCE.md).
+//! The rightmost, partial tile of each row is read node by node; so is
+//! any tile of a log written before `full_tiles` existed, until `compact`
+//! writes their values. The price is the node hashes twice on disk, 64
+//! bytes per entry: the per-node keys still serve the partial tiles and
+//! the range reads of `/tile`.
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. RocksDB's memory is bounded by one number,
@@ -45,14 +56,16 @@ const CF_NODES: &str = "node_tiles";
 /// Node hashes in the layout of earlier versions (`level ‖ index`): copied
 /// into `node_tiles` at open, then dropped.
 const CF_OLD_NODES: &str = "nodes";
+/// Each complete tile's nodes as one value.
+const CF_TILES: &str = "full_tiles";
 const CF_LEAF: &str = "leaf_index";
 const CF_EVENT: &str = "event_index";
 const CF_LINEAGE: &str = "lineage";
 /// The records of the derived state's snapshot.
 const CF_STATE: &str = "derived_state";
 /// Every column family of the current layout.
-const ALL_CFS: [&str; 7] = [
-    "default", CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT, CF_LINEAGE, CF_STATE,
+const ALL_CFS: [&str; 8] = [
+    "default", CF_ENTRIES, CF_NODES, CF_TILES, CF_LEAF, CF_EVENT, CF_LINEAGE, CF_STATE,
 ];
 /// The lineage index of earlier versions (another key layout): dropped at
 /// open, rebuilt into `lineage` from the entries.
@@ -62,8 +75,9 @@ const META_CHECKPOINT: &[u8] = b"checkpoint";
 /// Set when every table is in the current format: at creation, and by
 /// `compact`. A log with tables of an earlier format lacks it.
 const META_TABLE_FORMAT: &[u8] = b"table_format";
-/// Partitioned indexes and filters, 32 KiB node blocks.
-const TABLE_FORMAT: &[u8] = b"2";
+/// Partitioned indexes and filters, 32 KiB node blocks, and a
+/// `full_tiles` value for every complete tile.
+const TABLE_FORMAT: &[u8] = b"3";
 const META_PREFIX: &str = "meta/";
 
 /// The data block size of `node_tiles`: a full tile's 511 nodes take
@@ -109,6 +123,65 @@ pub fn node_key(id: &NodeId) -> [u8; 11] {
     k[9] = r;
     k[10] = (id.index & ((1u64 << shift) - 1)) as u8;
     k
+}
+
+/// The nodes of one tile in a row: 256 + 128 + … + 2 (its root is in the
+/// row above).
+const TILE_NODES: usize = 510;
+const TILE_BYTES: usize = TILE_NODES * 32;
+/// Where each level of a row starts in a tile's value, in hashes.
+const TILE_LEVEL_START: [usize; 8] = [0, 256, 384, 448, 480, 496, 504, 508];
+
+/// A `full_tiles` key: tile row (u8) ‖ tile (u64 BE).
+type TileKey = [u8; 9];
+
+/// The `full_tiles` key of the tile holding the node of this key.
+fn tile_of_key(k: &[u8; 11]) -> TileKey {
+    let mut t = [0u8; 9];
+    t.copy_from_slice(&k[..9]);
+    t
+}
+
+/// Where the node of this key sits in its tile's value, in hashes.
+fn slot_of_key(k: &[u8; 11]) -> usize {
+    TILE_LEVEL_START[usize::from(k[9] & 7)] + usize::from(k[10])
+}
+
+/// Whether the node of this key is the last one of its tile: the right
+/// child of the tile's root, at the top level of its row.
+fn completes_tile(k: &[u8; 11]) -> bool {
+    k[9] == 7 && k[10] == 1
+}
+
+/// A tile's nodes as they are gathered, then its value.
+struct TileValue {
+    hashes: Vec<Option<Hash>>,
+}
+
+impl TileValue {
+    fn new() -> Self {
+        TileValue {
+            hashes: vec![None; TILE_NODES],
+        }
+    }
+
+    fn put(&mut self, k: &[u8; 11], h: Hash) {
+        if let Some(s) = self.hashes.get_mut(slot_of_key(k)) {
+            *s = Some(h);
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.hashes.iter().all(Option::is_some)
+    }
+
+    fn bytes(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(TILE_BYTES);
+        for h in &self.hashes {
+            out.extend_from_slice(h.as_ref()?);
+        }
+        Some(out)
+    }
 }
 
 /// The node a key names.
@@ -210,6 +283,10 @@ impl RocksStore {
                 o.set_block_based_table_factory(&t);
                 o
             }),
+            // One value of 16 KiB per tile, each in its own data block.
+            // The Bloom filter answers the reads of partial tiles, which
+            // have no value.
+            ColumnFamilyDescriptor::new(CF_TILES, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_LEAF, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_EVENT, cf_opts(true, false)),
             ColumnFamilyDescriptor::new(CF_LINEAGE, cf_opts(false, true)),
@@ -295,7 +372,8 @@ fn copy_old_nodes(db: &DB) -> Result<u64, StoreError> {
 }
 
 impl RocksStore {
-    /// Rewrite every table of every column family in the current table
+    /// Write the values of complete tiles that lack one, rewrite every
+    /// table of every column family in the current table
     /// format, and report the live table bytes before and after. Tables
     /// keep the format they were written in, and in an append-only log
     /// most of them sit in the last level, which compaction seldom
@@ -317,6 +395,10 @@ impl RocksStore {
             Ok(total)
         };
         let before = size()?;
+        let written = self.write_missing_tiles()?;
+        if written > 0 {
+            tracing::info!(tiles = written, "tile values written");
+        }
         let mut o = rocksdb::CompactOptions::default();
         o.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for name in ALL_CFS {
@@ -327,6 +409,98 @@ impl RocksStore {
         }
         self.mark_tables_current()?;
         Ok((before, size()?))
+    }
+
+    /// The values of the tiles completed by a commit: their nodes from the
+    /// commit's own and, for the rest, from the store.
+    fn completed_tiles(
+        &self,
+        completed: &[TileKey],
+        fresh: &[(NodeId, Hash)],
+    ) -> Result<Vec<(TileKey, Vec<u8>)>, StoreError> {
+        let mut tiles: Vec<TileValue> = completed.iter().map(|_| TileValue::new()).collect();
+        let at: std::collections::HashMap<TileKey, usize> =
+            completed.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        for (id, h) in fresh {
+            let k = node_key(id);
+            if let Some(&i) = at.get(&tile_of_key(&k)) {
+                tiles[i].put(&k, *h);
+            }
+        }
+        let mut out = Vec::with_capacity(completed.len());
+        for (key, tile) in completed.iter().zip(&mut tiles) {
+            if !tile.is_complete() {
+                let mut end = key.to_vec();
+                end.push(0xff);
+                let mut ro = ReadOptions::default();
+                ro.set_iterate_upper_bound(end);
+                let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
+                it.seek(key);
+                while it.valid() {
+                    if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                        let k: &[u8; 11] = k
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
+                        tile.put(k, hash_value(v)?);
+                    }
+                    it.next();
+                }
+                it.status().map_err(engine)?;
+            }
+            let value = tile.bytes().ok_or_else(|| {
+                StoreError::Corrupt(format!("tile {key:02x?} is complete but misses nodes"))
+            })?;
+            out.push((*key, value));
+        }
+        Ok(out)
+    }
+
+    /// Write the value of every complete tile that has none (tiles of a
+    /// log written before `full_tiles`), durably; one pass over the nodes.
+    fn write_missing_tiles(&self) -> Result<u64, StoreError> {
+        let (nodes, tiles) = (self.cf(CF_NODES)?, self.cf(CF_TILES)?);
+        let mut it = self.db.raw_iterator_cf(nodes);
+        it.seek_to_first();
+        let mut wb = WriteBatch::default();
+        let mut written = 0u64;
+        let mut current: Option<(TileKey, TileValue)> = None;
+        let mut finish =
+            |t: Option<(TileKey, TileValue)>, wb: &mut WriteBatch| -> Result<(), StoreError> {
+                if let Some((key, tile)) = t {
+                    if let Some(value) = tile.bytes() {
+                        if self.db.get_pinned_cf(tiles, key).map_err(engine)?.is_none() {
+                            wb.put_cf(tiles, key, value);
+                            written += 1;
+                        }
+                    }
+                }
+                Ok(())
+            };
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let k: &[u8; 11] = k
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
+                let key = tile_of_key(k);
+                if current.as_ref().map(|(c, _)| *c) != Some(key) {
+                    finish(current.take(), &mut wb)?;
+                    if wb.len() >= 1024 {
+                        self.db.write(std::mem::take(&mut wb)).map_err(engine)?;
+                    }
+                    current = Some((key, TileValue::new()));
+                }
+                if let Some((_, tile)) = current.as_mut() {
+                    tile.put(k, hash_value(v)?);
+                }
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        finish(current.take(), &mut wb)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(engine)?;
+        Ok(written)
     }
 
     /// Whether every table is in the current format (see `compact`).
@@ -423,8 +597,19 @@ impl Store for RocksStore {
                 wb.put_cf(mentions, k, []);
             }
         }
+        let mut completed = Vec::new();
         for (id, h) in batch.nodes {
-            wb.put_cf(nodes, node_key(id), h);
+            let k = node_key(id);
+            wb.put_cf(nodes, k, h);
+            if completes_tile(&k) {
+                completed.push(tile_of_key(&k));
+            }
+        }
+        if !completed.is_empty() {
+            let tiles = self.cf(CF_TILES)?;
+            for (key, value) in self.completed_tiles(&completed, batch.nodes)? {
+                wb.put_cf(tiles, key, value);
+            }
         }
         wb.put(META_SIZE, batch.new_size().to_be_bytes());
         wb.put(META_CHECKPOINT, batch.checkpoint);
@@ -447,16 +632,54 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    /// One point read per tile the nodes lie in (a proof's nodes below
+    /// the cached levels are in one or two), and a batched read of the
+    /// nodes of tiles without a value (partial ones).
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
-        let keys: Vec<[u8; 11]> = ids.iter().map(node_key).collect();
-        self.db
-            .batched_multi_get_cf(self.cf(CF_NODES)?, &keys, false)
-            .into_iter()
-            .map(|r| match r.map_err(engine)? {
-                Some(v) => hash_value(&v).map(Some),
-                None => Ok(None),
-            })
-            .collect()
+        let tiles_cf = self.cf(CF_TILES)?;
+        let mut out = vec![None; ids.len()];
+        let mut tiles: Vec<(TileKey, Option<rocksdb::DBPinnableSlice<'_>>)> = Vec::new();
+        let mut by_tile: std::collections::HashMap<TileKey, usize> =
+            std::collections::HashMap::new();
+        let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
+        for (n, id) in ids.iter().enumerate() {
+            let k = node_key(id);
+            let tile = tile_of_key(&k);
+            let at = match by_tile.get(&tile) {
+                Some(&at) => at,
+                None => {
+                    let v = self.db.get_pinned_cf(tiles_cf, tile).map_err(engine)?;
+                    if v.as_ref().is_some_and(|v| v.len() != TILE_BYTES) {
+                        return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
+                    }
+                    tiles.push((tile, v));
+                    by_tile.insert(tile, tiles.len() - 1);
+                    tiles.len() - 1
+                }
+            };
+            match &tiles[at].1 {
+                Some(v) => {
+                    let o = slot_of_key(&k) * 32;
+                    out[n] = Some(hash_value(&v[o..o + 32])?);
+                }
+                None => {
+                    rest.push(k);
+                    rest_at.push(n);
+                }
+            }
+        }
+        if !rest.is_empty() {
+            let got = self
+                .db
+                .batched_multi_get_cf(self.cf(CF_NODES)?, &rest, false);
+            for (n, r) in rest_at.into_iter().zip(got) {
+                out[n] = match r.map_err(engine)? {
+                    Some(v) => Some(hash_value(&v)?),
+                    None => None,
+                };
+            }
+        }
+        Ok(out)
     }
 
     fn node_range(&self, level: u8, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
@@ -586,7 +809,7 @@ impl Store for RocksStore {
             .unwrap_or(0);
         m.memtables = prop(None, rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES);
         m.table_readers = prop(None, rocksdb::properties::ESTIMATE_TABLE_READERS_MEM);
-        for name in [CF_ENTRIES, CF_NODES, CF_LEAF, CF_EVENT] {
+        for name in [CF_ENTRIES, CF_NODES, CF_TILES, CF_LEAF, CF_EVENT] {
             if let Ok(cf) = self.cf(name) {
                 m.memtables += prop(Some(cf), rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES);
                 m.table_readers += prop(Some(cf), rocksdb::properties::ESTIMATE_TABLE_READERS_MEM);
@@ -794,6 +1017,126 @@ mod tests {
         );
     }
 
+    /// Commit leaves `first..first + n` (leaf bytes: the index) in one batch.
+    fn commit_leaves(store: &RocksStore, edge: &mut crate::tree::RightEdge, n: u64) {
+        let first = edge.size();
+        let entries: Vec<super::super::NewEntry> = (first..first + n)
+            .map(|i| {
+                let bytes = i.to_be_bytes().to_vec();
+                let mut event_id = [0u8; 16];
+                event_id[8..].copy_from_slice(&i.to_be_bytes());
+                super::super::NewEntry {
+                    leaf_hash: crate::tree::leaf_hash(&bytes),
+                    bytes: std::sync::Arc::new(bytes),
+                    event_id,
+                    mentions: Vec::new(),
+                }
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for e in &entries {
+            edge.push(e.leaf_hash, &mut nodes);
+        }
+        store
+            .commit(&Batch {
+                first_index: first,
+                entries: &entries,
+                nodes: &nodes,
+                checkpoint: b"cp",
+            })
+            .unwrap();
+    }
+
+    /// Every tile's value in `full_tiles`, by key.
+    fn tile_values(store: &RocksStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut it = store.db.raw_iterator_cf(store.cf(CF_TILES).unwrap());
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while it.valid() {
+            out.push((it.key().unwrap().to_vec(), it.value().unwrap().to_vec()));
+            it.next();
+        }
+        out
+    }
+
+    /// What a tile's value must be: its nodes in key order, read one by one.
+    fn tile_from_nodes(store: &RocksStore, key: &[u8]) -> Vec<u8> {
+        let mut it = store.db.raw_iterator_cf(store.cf(CF_NODES).unwrap());
+        it.seek(key);
+        let mut out = Vec::new();
+        while it.valid() && it.key().unwrap().starts_with(key) {
+            out.extend_from_slice(it.value().unwrap());
+            it.next();
+        }
+        out
+    }
+
+    fn tile_key(row: u8, tile: u64) -> Vec<u8> {
+        let mut k = vec![row];
+        k.extend_from_slice(&tile.to_be_bytes());
+        k
+    }
+
+    #[test]
+    fn each_complete_tile_is_one_value_written_by_the_commit_that_completes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+        let mut edge = crate::tree::RightEdge::empty();
+        // Batches that end inside tiles, exactly on a tile's end, and span
+        // many tiles; past 65,536 leaves the first tile of row 1 completes.
+        let mut sizes = vec![1, 254, 1, 300, 211, 256, 5000];
+        sizes.extend([20_000, 40_000, 100, 2_000]);
+        for n in sizes {
+            commit_leaves(&store, &mut edge, n);
+            let size = edge.size();
+            let mut want: Vec<Vec<u8>> = (0..size / 256).map(|t| tile_key(0, t)).collect();
+            want.extend((0..size / 65_536).map(|t| tile_key(1, t)));
+            want.sort();
+            let got = tile_values(&store);
+            assert_eq!(
+                got.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+                want,
+                "at size {size}"
+            );
+            for (k, v) in &got {
+                assert_eq!(v.len(), TILE_BYTES);
+                assert_eq!(*v, tile_from_nodes(&store, k), "tile {k:?} at {size}");
+            }
+        }
+        let size = edge.size();
+        assert_eq!(size, 68_123);
+        let (root, nodes) = sample_tree(size);
+        assert_eq!(edge.root(), root);
+        assert_tree(&store, size, root, &nodes);
+        // Reads of a complete tile's nodes come from its value: one changed
+        // there is what `nodes` returns (and a partial tile's from its keys).
+        let id = NodeId::new(3, 777);
+        let mut k = tile_from_nodes(&store, &tile_key(0, 777 >> 5));
+        let at = slot_of_key(&node_key(&id)) * 32;
+        k[at] ^= 1;
+        store
+            .db
+            .put_cf(store.cf(CF_TILES).unwrap(), tile_key(0, 777 >> 5), &k)
+            .unwrap();
+        let (_, real) = nodes.iter().find(|(n, _)| *n == id).unwrap();
+        let got = store.nodes(&[id, NodeId::new(0, size - 1)]).unwrap();
+        assert_ne!(got[0], Some(*real));
+        assert_eq!(got[0].unwrap()[1..], real[1..]);
+        assert_eq!(
+            got[1],
+            Some(crate::tree::leaf_hash(&(size - 1).to_be_bytes()))
+        );
+        // A value of the wrong length is corruption, not a wrong answer.
+        store
+            .db
+            .put_cf(store.cf(CF_TILES).unwrap(), tile_key(0, 2), [0u8; 64])
+            .unwrap();
+        assert!(matches!(
+            store.nodes(&[NodeId::new(0, 600)]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
     /// The table properties of a column family, summed over its tables.
     fn table_properties(store: &RocksStore, cf: &str) -> String {
         store
@@ -827,6 +1170,9 @@ mod tests {
         }
         let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
         assert!(!store.tables_current().unwrap());
+        // Without tile values, nodes are read one by one.
+        assert!(tile_values(&store).is_empty());
+        assert_tree(&store, 5000, root, &nodes);
         for cf in [CF_NODES, CF_ENTRIES] {
             let p = table_properties(&store, cf);
             assert!(!p.is_empty() && !p.contains("# entries=0;"), "{cf}: {p}");
@@ -838,6 +1184,15 @@ mod tests {
         for cf in [CF_NODES, CF_ENTRIES] {
             let p = table_properties(&store, cf);
             assert!(p.contains("# index partitions="), "{cf}: {p}");
+        }
+        // Every complete tile now has its value; the partial one none.
+        let tiles = tile_values(&store);
+        assert_eq!(
+            tiles.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            (0..5000 / 256).map(|t| tile_key(0, t)).collect::<Vec<_>>()
+        );
+        for (k, v) in &tiles {
+            assert_eq!(*v, tile_from_nodes(&store, k));
         }
         assert_tree(&store, 5000, root, &nodes);
         let entries = store.entries(0, 5000).unwrap();
