@@ -10,6 +10,12 @@
 //! Memory: level `l` has `s >> l` complete nodes, so levels 8 and up hold
 //! about `s / 128` hashes, `s / 4` bytes (25 MiB at 100 M entries).
 //!
+//! It also keeps the complete nodes below `min_level` at the right edge
+//! of the tree, under the last (partial) node of `min_level`: at most
+//! `2^(min_level+1)` hashes. A proof for the latest tree size needs one or
+//! two of them (the perfect subtrees that end the tree), and on RocksDB
+//! they are the one tile with no single value to read.
+//!
 //! The cache fills from the store at open ([`Store::upper_levels`]: one
 //! pass per row of tiles on RocksDB) and
 //! grows with every successful commit, before the commit returns, so a
@@ -31,6 +37,23 @@ pub struct UpperLevels {
     min_level: u8,
     /// `levels[l - min_level][i]`: node `(l, i)`, complete nodes from index 0.
     levels: RwLock<Vec<Vec<Hash>>>,
+    edge: RwLock<Edge>,
+}
+
+/// The complete nodes of levels below `min_level` from leaf `start` on,
+/// where `start` is the first leaf of the partial node of `min_level`.
+struct Edge {
+    start: u64,
+    /// `levels[l][j]`: node `(l, (start >> l) + j)`.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Edge {
+    fn get(&self, id: &NodeId) -> Option<Hash> {
+        let first = self.start >> id.level;
+        let j = usize::try_from(id.index.checked_sub(first)?).ok()?;
+        self.levels.get(usize::from(id.level))?.get(j).copied()
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -42,14 +65,30 @@ impl UpperLevels {
     pub fn open(inner: Arc<dyn Store>, min_level: u8) -> Result<Self, StoreError> {
         let size = inner.tree_size()?;
         let levels = inner.upper_levels(min_level, size)?;
+        let start = edge_start(size, min_level);
+        let mut edge = Edge {
+            start,
+            levels: Vec::with_capacity(usize::from(min_level)),
+        };
+        for l in 0..min_level {
+            edge.levels
+                .push(inner.node_range(l, start >> l, size >> l)?);
+        }
         Ok(UpperLevels {
             inner,
             min_level,
             levels: RwLock::new(levels),
+            edge: RwLock::new(edge),
         })
     }
 
-    /// Hashes held in memory.
+    /// Node `id` if it is held at the right edge (below `min_level`).
+    #[cfg(test)]
+    pub fn edge_node(&self, id: &NodeId) -> Option<Hash> {
+        self.edge.read().ok()?.get(id)
+    }
+
+    /// Hashes held in memory for levels `min_level` and up.
     pub fn cached(&self) -> usize {
         self.levels
             .read()
@@ -61,7 +100,8 @@ impl UpperLevels {
     /// level (the nodes of an earlier commit that failed to report success
     /// but reached the disk) first brings the level up to date from the
     /// store; nodes already held are skipped.
-    fn extend(&self, nodes: &[(NodeId, Hash)]) -> Result<(), StoreError> {
+    fn extend(&self, nodes: &[(NodeId, Hash)], size: u64) -> Result<(), StoreError> {
+        self.extend_edge(nodes, size)?;
         let mut levels = self.levels.write().map_err(|_| poisoned())?;
         for (id, h) in nodes.iter().filter(|(id, _)| id.level >= self.min_level) {
             let slot = usize::from(id.level - self.min_level);
@@ -81,6 +121,44 @@ impl UpperLevels {
     }
 }
 
+impl UpperLevels {
+    /// Move the right edge to a tree of `size` and add its new nodes, from
+    /// the store for any the batch lacks (as in [`UpperLevels::extend`]).
+    fn extend_edge(&self, nodes: &[(NodeId, Hash)], size: u64) -> Result<(), StoreError> {
+        let mut edge = self.edge.write().map_err(|_| poisoned())?;
+        let start = edge_start(size, self.min_level);
+        if start != edge.start {
+            edge.start = start;
+            edge.levels.iter_mut().for_each(Vec::clear);
+        }
+        for (id, h) in nodes.iter().filter(|(id, _)| id.level < self.min_level) {
+            let first = start >> id.level;
+            if id.index < first {
+                continue;
+            }
+            let Some(level) = edge.levels.get_mut(usize::from(id.level)) else {
+                continue;
+            };
+            let next = first + level.len() as u64;
+            if id.index > next {
+                let gap = self.inner.node_range(id.level, next, id.index)?;
+                level.extend(gap);
+            }
+            if id.index == first + level.len() as u64 {
+                level.push(*h);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first leaf under the partial node of `min_level` in a tree of `size`.
+fn edge_start(size: u64, min_level: u8) -> u64 {
+    size.checked_shr(u32::from(min_level))
+        .and_then(|n| n.checked_shl(u32::from(min_level)))
+        .unwrap_or(0)
+}
+
 impl Store for UpperLevels {
     fn tree_size(&self) -> Result<u64, StoreError> {
         self.inner.tree_size()
@@ -92,7 +170,7 @@ impl Store for UpperLevels {
 
     fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
         self.inner.commit(batch)?;
-        self.extend(batch.nodes)
+        self.extend(batch.nodes, batch.new_size())
     }
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -104,14 +182,17 @@ impl Store for UpperLevels {
         let mut missing = Vec::new();
         {
             let levels = self.levels.read().map_err(|_| poisoned())?;
+            let edge = self.edge.read().map_err(|_| poisoned())?;
             for (slot, id) in out.iter_mut().zip(ids) {
-                let held = id
-                    .level
-                    .checked_sub(self.min_level)
-                    .and_then(|l| levels.get(usize::from(l)))
-                    .and_then(|v| usize::try_from(id.index).ok().and_then(|i| v.get(i)));
+                let held = match id.level.checked_sub(self.min_level) {
+                    Some(l) => levels
+                        .get(usize::from(l))
+                        .and_then(|v| usize::try_from(id.index).ok().and_then(|i| v.get(i)))
+                        .copied(),
+                    None => edge.get(id),
+                };
                 match held {
-                    Some(h) => *slot = Some(*h),
+                    Some(h) => *slot = Some(h),
                     None => missing.push(*id),
                 }
             }

@@ -391,3 +391,45 @@ fn a_faulty_store_without_faults_conforms() {
     let inner: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemStore::new());
     run(&fault::FaultyStore::new(inner));
 }
+
+#[test]
+fn the_upper_levels_hold_the_nodes_at_the_right_edge_below_them() {
+    for min_level in [2, 8] {
+        let inner: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemStore::new());
+        let cached = UpperLevels::open(inner.clone(), min_level).unwrap();
+        let mut edge = RightEdge::empty();
+        let mut all = Vec::new();
+        let check = |cached: &UpperLevels, size: u64, all: &mut Vec<(NodeId, Hash)>| {
+            let mut e = RightEdge::empty();
+            all.clear();
+            for i in 0..size {
+                e.push(entry(i).leaf_hash, all);
+            }
+            let start = (size >> min_level) << min_level;
+            let mut held = 0;
+            for (id, h) in all.iter() {
+                let want = (id.level < min_level && id.index << id.level >= start).then_some(*h);
+                assert_eq!(cached.edge_node(id), want, "{id:?} at {size}");
+                held += usize::from(want.is_some());
+            }
+            // Under the partial node of `min_level`: every complete node.
+            let under = size - start;
+            let expect: u64 = (0..min_level).map(|l| under >> l).sum();
+            assert_eq!(held as u64, expect, "at {size}");
+        };
+        // Batches inside the partial node, ending on its end, and past it.
+        for n in [1, 2, 1, 3, 250, 6, 256, 1, 700, 300] {
+            append(&cached, &mut edge, n);
+            check(&cached, edge.size(), &mut all);
+            check_contents(&cached, edge.size());
+        }
+        // A commit the cache did not see, then one it did: what it holds
+        // is right (a node it lacks is read from the store).
+        append(inner.as_ref(), &mut edge, 5);
+        append(&cached, &mut edge, 2);
+        check_contents(&cached, edge.size());
+        // Reopened: loaded from the store.
+        let reopened = UpperLevels::open(inner, min_level).unwrap();
+        check(&reopened, edge.size(), &mut all);
+    }
+}
