@@ -14,12 +14,18 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// Lowercase hex of a hash. Table-driven: this runs several times per
 /// receipt, and a generic char iterator showed in profiles.
 pub fn hex32(h: &Hash32) -> String {
-    let mut out = String::with_capacity(64);
-    for b in h {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+    hex32_str(h, &mut [0; 64]).to_owned()
+}
+
+/// Lowercase hex of a hash written into `buf`, without allocating (a
+/// proof's JSON has up to 64 of them).
+pub fn hex32_str<'a>(h: &Hash32, buf: &'a mut [u8; 64]) -> &'a str {
+    for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
-    out
+    // Every byte is an ASCII hex digit.
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 /// Lowercase hex of any bytes.
@@ -97,6 +103,13 @@ mod tests {
         assert_eq!(parse_hex32(&s[..62]), None);
         assert_eq!(parse_hex32(&format!("{s}00")), None);
         assert_eq!(parse_hex32(&format!("{}g", &s[..63])), None);
+        // Every byte value, against the standard library's formatting.
+        for first in (0..=255u8).step_by(32) {
+            let h: Hash32 = core::array::from_fn(|i| first + i as u8);
+            let want: String = h.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex32(&h), want);
+            assert_eq!(hex32_str(&h, &mut [b'x'; 64]), want);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Pure: no I/O, no HTTP framework.
 
 use crate::audit::vocab::{Principal, Ref, Role};
-use crate::encoding::{hex32, parse_hex32, Hash32};
+use crate::encoding::{hex32_str, parse_hex32, Hash32};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
@@ -22,7 +22,7 @@ pub struct Hex32(pub Hash32);
 
 impl Serialize for Hex32 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex32(&self.0))
+        s.serialize_str(hex32_str(&self.0, &mut [0; 64]))
     }
 }
 
