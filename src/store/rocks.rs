@@ -418,49 +418,62 @@ impl RocksStore {
         completed: &[TileKey],
         fresh: &[(NodeId, Hash)],
     ) -> Result<Vec<(TileKey, Vec<u8>)>, StoreError> {
-        let mut tiles: Vec<TileValue> = completed.iter().map(|_| TileValue::new()).collect();
-        let at: std::collections::HashMap<TileKey, usize> =
-            completed.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        let mut tiles: std::collections::BTreeMap<TileKey, TileValue> =
+            completed.iter().map(|t| (*t, TileValue::new())).collect();
         for (id, h) in fresh {
             let k = node_key(id);
-            if let Some(&i) = at.get(&tile_of_key(&k)) {
-                tiles[i].put(&k, *h);
+            if let Some(tile) = tiles.get_mut(&tile_of_key(&k)) {
+                tile.put(&k, *h);
             }
         }
-        let mut out = Vec::with_capacity(completed.len());
-        for (key, tile) in completed.iter().zip(&mut tiles) {
+        let mut out = Vec::with_capacity(tiles.len());
+        for (key, mut tile) in tiles {
             if !tile.is_complete() {
                 let mut end = key.to_vec();
                 end.push(0xff);
-                let mut ro = ReadOptions::default();
-                ro.set_iterate_upper_bound(end);
-                let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
-                it.seek(key);
-                while it.valid() {
-                    if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                        let k: &[u8; 11] = k
-                            .try_into()
-                            .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
-                        tile.put(k, hash_value(v)?);
-                    }
-                    it.next();
-                }
-                it.status().map_err(engine)?;
+                self.each_node(&key, Some(end), |k, v| {
+                    tile.put(k, hash_value(v)?);
+                    Ok(())
+                })?;
             }
             let value = tile.bytes().ok_or_else(|| {
                 StoreError::Corrupt(format!("tile {key:02x?} is complete but misses nodes"))
             })?;
-            out.push((*key, value));
+            out.push((key, value));
         }
         Ok(out)
+    }
+
+    /// Every node key from `from` (below `to`, if given) in key order, and
+    /// its value.
+    fn each_node(
+        &self,
+        from: &[u8],
+        to: Option<Vec<u8>>,
+        mut f: impl FnMut(&[u8; 11], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut ro = ReadOptions::default();
+        if let Some(to) = to {
+            ro.set_iterate_upper_bound(to);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
+        it.seek(from);
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let k: &[u8; 11] = k
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
+                f(k, v)?;
+            }
+            it.next();
+        }
+        it.status().map_err(engine)
     }
 
     /// Write the value of every complete tile that has none (tiles of a
     /// log written before `full_tiles`), durably; one pass over the nodes.
     fn write_missing_tiles(&self) -> Result<u64, StoreError> {
-        let (nodes, tiles) = (self.cf(CF_NODES)?, self.cf(CF_TILES)?);
-        let mut it = self.db.raw_iterator_cf(nodes);
-        it.seek_to_first();
+        let tiles = self.cf(CF_TILES)?;
         let mut wb = WriteBatch::default();
         let mut written = 0u64;
         let mut current: Option<(TileKey, TileValue)> = None;
@@ -474,28 +487,21 @@ impl RocksStore {
                         }
                     }
                 }
+                if wb.len() >= 1024 {
+                    self.db.write(std::mem::take(wb)).map_err(engine)?;
+                }
                 Ok(())
             };
-        while it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                let k: &[u8; 11] = k
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
-                let key = tile_of_key(k);
-                if current.as_ref().map(|(c, _)| *c) != Some(key) {
-                    finish(current.take(), &mut wb)?;
-                    if wb.len() >= 1024 {
-                        self.db.write(std::mem::take(&mut wb)).map_err(engine)?;
-                    }
-                    current = Some((key, TileValue::new()));
-                }
-                if let Some((_, tile)) = current.as_mut() {
-                    tile.put(k, hash_value(v)?);
-                }
+        self.each_node(&[], None, |k, v| {
+            let key = tile_of_key(k);
+            if current.as_ref().map(|(c, _)| *c) != Some(key) {
+                finish(current.replace((key, TileValue::new())), &mut wb)?;
             }
-            it.next();
-        }
-        it.status().map_err(engine)?;
+            if let Some((_, tile)) = current.as_mut() {
+                tile.put(k, hash_value(v)?);
+            }
+            Ok(())
+        })?;
         finish(current.take(), &mut wb)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -638,26 +644,23 @@ impl Store for RocksStore {
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
         let tiles_cf = self.cf(CF_TILES)?;
         let mut out = vec![None; ids.len()];
-        let mut tiles: Vec<(TileKey, Option<rocksdb::DBPinnableSlice<'_>>)> = Vec::new();
-        let mut by_tile: std::collections::HashMap<TileKey, usize> =
+        let mut tiles: std::collections::HashMap<TileKey, Option<rocksdb::DBPinnableSlice<'_>>> =
             std::collections::HashMap::new();
         let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
         for (n, id) in ids.iter().enumerate() {
             let k = node_key(id);
             let tile = tile_of_key(&k);
-            let at = match by_tile.get(&tile) {
-                Some(&at) => at,
-                None => {
+            let value = match tiles.entry(tile) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
                     let v = self.db.get_pinned_cf(tiles_cf, tile).map_err(engine)?;
                     if v.as_ref().is_some_and(|v| v.len() != TILE_BYTES) {
                         return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
                     }
-                    tiles.push((tile, v));
-                    by_tile.insert(tile, tiles.len() - 1);
-                    tiles.len() - 1
+                    e.insert(v)
                 }
             };
-            match &tiles[at].1 {
+            match value.as_ref() {
                 Some(v) => {
                     let o = slot_of_key(&k) * 32;
                     out[n] = Some(hash_value(&v[o..o + 32])?);
@@ -694,23 +697,16 @@ impl Store for RocksStore {
             let from = node_key(&NodeId::new(level, start));
             let mut to = node_key(&NodeId::new(level, end - 1)).to_vec();
             to.push(0);
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(to);
-            let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
-            it.seek(from);
-            while it.valid() {
-                if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                    match node_of_key(k) {
-                        Some(id) if id.level == level && id.index >= start && id.index < end => {
-                            out.push(hash_value(v)?)
-                        }
-                        Some(_) => {}
-                        None => return Err(StoreError::Corrupt("malformed node key".into())),
+            self.each_node(&from, Some(to), |k, v| {
+                match node_of_key(k) {
+                    Some(id) if id.level == level && id.index >= start && id.index < end => {
+                        out.push(hash_value(v)?)
                     }
+                    Some(_) => {}
+                    None => return Err(StoreError::Corrupt("malformed node key".into())),
                 }
-                it.next();
-            }
-            it.status().map_err(engine)?;
+                Ok(())
+            })?;
         }
         if out.len() != want {
             return Err(StoreError::Corrupt(format!(
@@ -734,28 +730,21 @@ impl Store for RocksStore {
         }
         let top = min_level + (levels.len() as u8 - 1);
         for row in (min_level / 8)..=(top / 8) {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(vec![row + 1]);
-            let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
-            it.seek([row]);
-            while it.valid() {
-                if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                    let id = node_of_key(k)
-                        .ok_or_else(|| StoreError::Corrupt("malformed node key".into()))?;
-                    if let Some(slot) = id
-                        .level
-                        .checked_sub(min_level)
-                        .and_then(|l| levels.get_mut(usize::from(l)))
-                    {
-                        // Within a level, keys come in index order.
-                        if id.index == slot.len() as u64 && id.index < size >> id.level {
-                            slot.push(hash_value(v)?);
-                        }
+            self.each_node(&[row], Some(vec![row + 1]), |k, v| {
+                let id = node_of_key(k)
+                    .ok_or_else(|| StoreError::Corrupt("malformed node key".into()))?;
+                if let Some(slot) = id
+                    .level
+                    .checked_sub(min_level)
+                    .and_then(|l| levels.get_mut(usize::from(l)))
+                {
+                    // Within a level, keys come in index order.
+                    if id.index == slot.len() as u64 && id.index < size >> id.level {
+                        slot.push(hash_value(v)?);
                     }
                 }
-                it.next();
-            }
-            it.status().map_err(engine)?;
+                Ok(())
+            })?;
         }
         for (l, slot) in levels.iter().enumerate() {
             let level = min_level + l as u8;
