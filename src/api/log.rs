@@ -61,11 +61,7 @@ pub(super) async fn tile(
     };
     let body = match t.kind {
         TileKind::Hashes { level } => {
-            let hashes = blocking(&st.log, move |log| {
-                log.node_range(level * 8, start, t.width)
-            })
-            .await?;
-            hashes.concat()
+            inline(&st.log, |log| log.node_range(level * 8, start, t.width))?.concat()
         }
         TileKind::Entries => {
             let entries = blocking(&st.log, move |log| log.entries(start, start + t.width)).await?;

@@ -301,12 +301,12 @@ async fn time_limit(
     }
 }
 
-/// Reads small enough to run on the async worker itself: proofs read the
-/// upper tree levels from memory and at most two data blocks of one tile
-/// from the store, less work than handing the request to another thread
-/// and back (a profile of proofs under load found most of their time in
-/// that hand-off). The cost: a read that misses the page cache holds the
-/// worker for one disk read.
+/// Reads small enough to run on the async worker itself: proofs and hash
+/// tiles read the upper tree levels from memory and one tile's value (or
+/// the few node keys of a partial tile) from the store, less work than
+/// handing the request to another thread and back (a profile of proofs
+/// under load found most of their time in that hand-off). The cost: a read
+/// that misses the page cache holds the worker for one disk read.
 fn inline<T>(log: &Arc<Log>, f: impl FnOnce(&Log) -> Result<T, Error>) -> Result<T, ApiError> {
     f(log).map_err(ApiError::from)
 }

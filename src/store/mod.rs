@@ -14,9 +14,9 @@
 //!   its state from the store before writing again.
 //! - **Immutability.** Data below the committed tree size never changes, so
 //!   readers that only ask below a size they were told about need no locks.
-//! - **Layout.** Node hashes are keyed by `(level, index)` so that a tile is
-//!   one range read ([`Store::node_range`]); entries by index so that an
-//!   entry bundle is one range read ([`Store::entries`]).
+//! - **Layout.** Node hashes are stored so that a tile is one read
+//!   ([`Store::node_range`]); entries by index so that an entry bundle is
+//!   one range read ([`Store::entries`]).
 //! - **Metadata** ([`Store::put_meta`]) is durable when the call returns and
 //!   replaces the key's value atomically. Every key is a [`MetaKey`]; its doc
 //!   says who writes it and when. Besides the log's identity (written once)

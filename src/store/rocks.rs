@@ -25,9 +25,11 @@
 //! block (the lookups were a third of a proof's CPU; docs/PERFORMANCE.md).
 //! The rightmost, partial tile of each row is read node by node; so is
 //! any tile of a log written before `full_tiles` existed, until `compact`
-//! writes their values. The price is the node hashes twice on disk, 64
-//! bytes per entry: the per-node keys still serve the partial tiles and
-//! the range reads of `/tile`.
+//! writes their values. Range reads of one level (`/tile`, the mirror)
+//! slice the values too. The price is the node hashes twice on disk, 64
+//! bytes per entry: the per-node keys still serve the partial tiles, the
+//! one-pass load of the cached upper levels at open, and logs not yet
+//! compacted.
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. RocksDB's memory is bounded by one number,
@@ -470,6 +472,31 @@ impl RocksStore {
         it.status().map_err(engine)
     }
 
+    /// The nodes of `level` from `start` to `end` from their own keys, in
+    /// one range read, appended to `out`.
+    fn scan_level(
+        &self,
+        level: u8,
+        start: u64,
+        end: u64,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), StoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        let from = node_key(&NodeId::new(level, start));
+        let mut to = node_key(&NodeId::new(level, end - 1)).to_vec();
+        to.push(0);
+        self.each_node(&from, Some(to), |k, v| match node_of_key(k) {
+            Some(id) if id.level == level && id.index >= start && id.index < end => {
+                out.push(hash_value(v)?);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(StoreError::Corrupt("malformed node key".into())),
+        })
+    }
+
     /// Write the value of every complete tile that has none (tiles of a
     /// log written before `full_tiles`), durably; one pass over the nodes.
     fn write_missing_tiles(&self) -> Result<u64, StoreError> {
@@ -691,22 +718,44 @@ impl Store for RocksStore {
         }
         let want = (end - start) as usize;
         let mut out = Vec::with_capacity(want);
-        if want > 0 {
-            // One range read over the tiles that hold the nodes; within a
-            // tile the other levels of its row lie between them.
-            let from = node_key(&NodeId::new(level, start));
-            let mut to = node_key(&NodeId::new(level, end - 1)).to_vec();
-            to.push(0);
-            self.each_node(&from, Some(to), |k, v| {
-                match node_of_key(k) {
-                    Some(id) if id.level == level && id.index >= start && id.index < end => {
-                        out.push(hash_value(v)?)
+        // Tile by tile: a complete tile's nodes of this level are one slice
+        // of its value. The tiles with no value (the partial one, or those
+        // of a log written before `full_tiles`) are read as one range read
+        // per run of them; within a tile the other levels of its row lie
+        // between the nodes asked for.
+        let tiles_cf = self.cf(CF_TILES)?;
+        let per_tile_mask = (1u64 << (8 - u32::from(level % 8))) - 1;
+        let mut unread: Option<u64> = None;
+        let mut i = start;
+        while i < end {
+            let stop = end.min((i | per_tile_mask).saturating_add(1));
+            let k = node_key(&NodeId::new(level, i));
+            match self
+                .db
+                .get_pinned_cf(tiles_cf, tile_of_key(&k))
+                .map_err(engine)?
+            {
+                Some(v) => {
+                    if v.len() != TILE_BYTES {
+                        return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
                     }
-                    Some(_) => {}
-                    None => return Err(StoreError::Corrupt("malformed node key".into())),
+                    if let Some(from) = unread.take() {
+                        self.scan_level(level, from, i, &mut out)?;
+                    }
+                    let first = slot_of_key(&k) * 32;
+                    let last = first + (stop - i) as usize * 32;
+                    for h in v[first..last].chunks_exact(32) {
+                        out.push(hash_value(h)?);
+                    }
                 }
-                Ok(())
-            })?;
+                None => {
+                    unread.get_or_insert(i);
+                }
+            }
+            i = stop;
+        }
+        if let Some(from) = unread {
+            self.scan_level(level, from, end, &mut out)?;
         }
         if out.len() != want {
             return Err(StoreError::Corrupt(format!(
@@ -1004,6 +1053,32 @@ mod tests {
             crate::tree::root(n, &super::super::StoreHashes(store)).unwrap(),
             root
         );
+        // Range reads of each level: whole, and cut off inside tiles at
+        // both ends (from tile values, node keys, or both).
+        let mut levels: std::collections::BTreeMap<u8, Vec<(u64, Hash)>> = Default::default();
+        for (id, h) in nodes {
+            levels.entry(id.level).or_default().push((id.index, *h));
+        }
+        for (level, mut hs) in levels {
+            hs.sort();
+            let count = hs.len() as u64;
+            assert_eq!(
+                hs.last().unwrap().0,
+                count - 1,
+                "level {level} is contiguous"
+            );
+            let hs: Vec<Hash> = hs.into_iter().map(|(_, h)| h).collect();
+            for (a, b) in [(0, count), (count / 3, count), (1, count.saturating_sub(1))] {
+                if a <= b {
+                    assert_eq!(
+                        store.node_range(level, a, b).unwrap(),
+                        hs[a as usize..b as usize],
+                        "level {level}, {a}..{b} of {n}"
+                    );
+                }
+            }
+            assert!(store.node_range(level, 0, count + 1).is_err());
+        }
     }
 
     /// Commit leaves `first..first + n` (leaf bytes: the index) in one batch.
@@ -1115,6 +1190,12 @@ mod tests {
             got[1],
             Some(crate::tree::leaf_hash(&(size - 1).to_be_bytes()))
         );
+        // So do range reads (here over two tiles of row 0, level 3).
+        let range = store.node_range(3, 760, 800).unwrap();
+        for (i, h) in (760..800).zip(&range) {
+            let (_, real) = nodes.iter().find(|(n, _)| *n == NodeId::new(3, i)).unwrap();
+            assert_eq!(h == real, i != 777, "node 3/{i}");
+        }
         // A value of the wrong length is corruption, not a wrong answer.
         store
             .db
@@ -1122,6 +1203,10 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.nodes(&[NodeId::new(0, 600)]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.node_range(0, 500, 600),
             Err(StoreError::Corrupt(_))
         ));
     }
