@@ -25,7 +25,8 @@
 //! - `--fill N`: first append N events (64 connections), to measure reads on
 //!   a large log.
 //! - `--proofs`: inclusion proofs at random indexes of the whole tree, and
-//!   consistency proofs from a random older size, over 64 connections.
+//!   consistency proofs from a random older size, and full level-0 hash
+//!   tiles (`/tile/0/…`, 8 KiB each) at random indexes, over 64 connections.
 //!   Baseline: `GET /healthz` at the same concurrency, the cost of an HTTP
 //!   round trip that does no work.
 //! - `--postgres`: a second baseline for appends, PostgreSQL's single-row
@@ -128,8 +129,16 @@ fn args() -> Args {
 #[derive(Clone, Copy)]
 enum Work {
     Append,
-    Proof { tree_size: u64 },
-    Consistency { tree_size: u64 },
+    Proof {
+        tree_size: u64,
+    },
+    Consistency {
+        tree_size: u64,
+    },
+    /// A full level-0 hash tile, below `tiles`.
+    HashTile {
+        tiles: u64,
+    },
     Health,
 }
 
@@ -191,6 +200,11 @@ fn request(
         Work::Consistency { tree_size } => {
             let old = 1 + xorshift(rng) % tree_size;
             let uri = format!("/v1/proof/consistency?old_size={old}&new_size={tree_size}");
+            (b.uri(uri).body(Full::default()).unwrap(), 200, 0)
+        }
+        Work::HashTile { tiles } => {
+            let t = xorshift(rng) % tiles;
+            let uri = format!("/tile/0/{}", modeltrail::tiles::encode_index(t));
             (b.uri(uri).body(Full::default()).unwrap(), 200, 0)
         }
         Work::Health => (b.uri("/healthz").body(Full::default()).unwrap(), 200, 0),
@@ -799,28 +813,45 @@ fn main() {
         let log: serde_json::Value =
             serde_json::from_str(&rt.block_on(get_text(&base, "/v1/log"))).unwrap();
         let tree_size = log["tree_size"].as_u64().unwrap();
-        // Each read run with the server's CPU over it, per request.
+        // Each read run with the server's CPU over it, per request, and the
+        // load generator's own: both share this machine's cores, so a
+        // request that costs the client more lowers the rate too.
+        let me = std::process::id();
         let measured = |work: Work| {
             let cpu0 = server_pid.map(cpu_seconds);
+            let own0 = cpu_seconds(me);
             let r = rt.block_on(run(&base, &token, work, 64, secs, None));
+            let per = |s: f64| s * 1e6 / r.ok.max(1) as f64;
             let cpu = server_pid
                 .zip(cpu0)
-                .map(|(pid, c0)| (cpu_seconds(pid) - c0) * 1e6 / r.ok.max(1) as f64);
-            (r, cpu)
+                .map(|(pid, c0)| per(cpu_seconds(pid) - c0));
+            let own = per(cpu_seconds(me) - own0);
+            (r, cpu, own)
         };
         let p = measured(Work::Proof { tree_size });
         let c = measured(Work::Consistency { tree_size });
+        // Only complete tiles: a tree below 256 entries has none.
+        let t = (tree_size >= 256).then(|| {
+            measured(Work::HashTile {
+                tiles: tree_size / 256,
+            })
+        });
         let h = measured(Work::Health);
-        println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | server CPU µs per request | GET /healthz req/s (same run) | ratio | server CPU µs per `/healthz` | CPU ratio (`/healthz` ÷ this) |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | server CPU µs per request | load generator CPU µs per request | GET /healthz req/s (same run) | ratio | server CPU µs per `/healthz` | CPU ratio (`/healthz` ÷ this) |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         let us = |c: Option<f64>| c.map_or("—".to_string(), |c| format!("{c:.1}"));
-        for (name, (r, cpu)) in [
+        let mut rows = vec![
             ("inclusion proof, random index", &p),
             ("consistency proof, random old size", &c),
-            ("`GET /healthz`", &h),
-        ] {
+        ];
+        rows.extend(
+            t.as_ref()
+                .map(|t| ("full level-0 hash tile, random index", t)),
+        );
+        rows.push(("`GET /healthz`", &h));
+        for (name, (r, cpu, own)) in rows {
             println!(
-                "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {:.2} | {} | {} |",
+                "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {own:.1} | {:.0} | {:.2} | {} | {} |",
                 r.rate(),
                 r.ms(0.5),
                 r.ms(0.99),
