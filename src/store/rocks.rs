@@ -472,6 +472,19 @@ impl RocksStore {
         it.status().map_err(engine)
     }
 
+    /// A tile's value, if it has one, checked to be 510 hashes long.
+    fn tile_value(
+        &self,
+        tiles_cf: &ColumnFamily,
+        tile: &TileKey,
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, StoreError> {
+        let v = self.db.get_pinned_cf(tiles_cf, tile).map_err(engine)?;
+        if v.as_ref().is_some_and(|v| v.len() != TILE_BYTES) {
+            return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
+        }
+        Ok(v)
+    }
+
     /// The nodes of `level` from `start` to `end` from their own keys, in
     /// one range read, appended to `out`.
     fn scan_level(
@@ -680,11 +693,7 @@ impl Store for RocksStore {
             let value = match tiles.entry(tile) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let v = self.db.get_pinned_cf(tiles_cf, tile).map_err(engine)?;
-                    if v.as_ref().is_some_and(|v| v.len() != TILE_BYTES) {
-                        return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
-                    }
-                    e.insert(v)
+                    e.insert(self.tile_value(tiles_cf, &tile)?)
                 }
             };
             match value.as_ref() {
@@ -730,15 +739,8 @@ impl Store for RocksStore {
         while i < end {
             let stop = end.min((i | per_tile_mask).saturating_add(1));
             let k = node_key(&NodeId::new(level, i));
-            match self
-                .db
-                .get_pinned_cf(tiles_cf, tile_of_key(&k))
-                .map_err(engine)?
-            {
+            match self.tile_value(tiles_cf, &tile_of_key(&k))? {
                 Some(v) => {
-                    if v.len() != TILE_BYTES {
-                        return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
-                    }
                     if let Some(from) = unread.take() {
                         self.scan_level(level, from, i, &mut out)?;
                     }
