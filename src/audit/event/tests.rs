@@ -276,3 +276,56 @@ fn the_typed_view_is_the_stored_one() {
     assert_eq!(p.event, Event::from_canonical(&p.canonical).unwrap());
     assert_eq!(p.event.meta_u64("rows"), Some(1200));
 }
+
+#[test]
+fn errors_in_references_name_the_exact_field() {
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("subject", Box::new(|v| v["subject"] = json!("fraud:v3"))),
+        (
+            "subject.version",
+            Box::new(|v| v["subject"]["version"] = json!(3)),
+        ),
+        (
+            "subject.type",
+            Box::new(|v| {
+                v["subject"].as_object_mut().unwrap().remove("type");
+            }),
+        ),
+        (
+            "subject.type",
+            Box::new(|v| v["subject"]["type"] = json!("Model")),
+        ),
+        (
+            "subject.id",
+            Box::new(|v| v["subject"]["id"] = json!("a\u{202e}b")),
+        ),
+        ("related[0]", Box::new(|v| v["related"][0] = json!([]))),
+        (
+            "related[1].type",
+            Box::new(|v| v["related"][1]["type"] = json!("9data")),
+        ),
+        (
+            "related[1].id",
+            Box::new(|v| {
+                v["related"][1].as_object_mut().unwrap().remove("id");
+            }),
+        ),
+        (
+            "related[1].id",
+            Box::new(|v| v["related"][1]["id"] = json!("")),
+        ),
+        (
+            "related[0].kind",
+            Box::new(|v| v["related"][0]["kind"] = json!("x")),
+        ),
+    ];
+    for (want, mutate) in cases {
+        let mut v = good();
+        mutate(&mut v);
+        match prep(&v) {
+            Err(EventError::Field { field, .. }) => assert_eq!(field, want, "{v}"),
+            other => panic!("{want}: expected a field error, got {other:?}"),
+        }
+    }
+}
