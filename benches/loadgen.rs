@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo bench --bench loadgen -- [--connections 1,16,64] [--seconds 10] [--rate 5000]
-//!                                [--fill N] [--proofs] [--postgres] [--server URL --token T]
+//!                                [--fill N] [--proofs] [--read-connections 1,64]
+//!                                [--postgres] [--server URL --token T]
 //!                                [--config FILE] [--data-dir DIR --origin O]
 //!                                [--server-bin PATH]
 //! ```
@@ -26,9 +27,11 @@
 //!   a large log.
 //! - `--proofs`: inclusion proofs at random indexes of the whole tree, and
 //!   consistency proofs from a random older size, and full level-0 hash
-//!   tiles (`/tile/0/…`, 8 KiB each) at random indexes, over 64 connections.
+//!   tiles (`/tile/0/…`, 8 KiB each) at random indexes.
 //!   Baseline: `GET /healthz` at the same concurrency, the cost of an HTTP
-//!   round trip that does no work.
+//!   round trip that does no work. `--read-connections` sets the
+//!   concurrencies (64 unless given): one connection measures a read's
+//!   latency on an otherwise idle server, 64 the server's throughput.
 //! - `--postgres`: a second baseline for appends, PostgreSQL's single-row
 //!   INSERT of an event-sized row per transaction (`pgbench`, the same
 //!   client counts, `synchronous_commit = on`, a fresh cluster in a
@@ -69,6 +72,7 @@ struct Args {
     rate_runs: usize,
     fill: u64,
     proofs: bool,
+    read_connections: Vec<usize>,
     postgres: bool,
     server: Option<String>,
     server_bin: Option<String>,
@@ -86,6 +90,7 @@ fn args() -> Args {
         rate_runs: 1,
         fill: 0,
         proofs: false,
+        read_connections: vec![64],
         postgres: false,
         server: None,
         server_bin: None,
@@ -111,6 +116,9 @@ fn args() -> Args {
             "--rate-runs" => a.rate_runs = v().parse().unwrap(),
             "--fill" => a.fill = v().parse().unwrap(),
             "--proofs" => a.proofs = true,
+            "--read-connections" => {
+                a.read_connections = v().split(',').map(|x| x.parse().unwrap()).collect()
+            }
             "--postgres" => a.postgres = true,
             "--server" => a.server = Some(v()),
             "--token" => a.token = Some(v()),
@@ -817,52 +825,54 @@ fn main() {
         // load generator's own: both share this machine's cores, so a
         // request that costs the client more lowers the rate too.
         let me = std::process::id();
-        let measured = |work: Work| {
-            let cpu0 = server_pid.map(cpu_seconds);
-            let own0 = cpu_seconds(me);
-            let r = rt.block_on(run(&base, &token, work, 64, secs, None));
-            let per = |s: f64| s * 1e6 / r.ok.max(1) as f64;
-            let cpu = server_pid
-                .zip(cpu0)
-                .map(|(pid, c0)| per(cpu_seconds(pid) - c0));
-            let own = per(cpu_seconds(me) - own0);
-            (r, cpu, own)
-        };
-        let p = measured(Work::Proof { tree_size });
-        let c = measured(Work::Consistency { tree_size });
-        // Only complete tiles: a tree below 256 entries has none.
-        let t = (tree_size >= 256).then(|| {
-            measured(Work::HashTile {
-                tiles: tree_size / 256,
-            })
-        });
-        let h = measured(Work::Health);
-        println!("\n| reads at tree size {tree_size}, 64 connections | req/s | p50 ms | p99 ms | errors | server CPU µs per request | load generator CPU µs per request | GET /healthz req/s (same run) | ratio | server CPU µs per `/healthz` | CPU ratio (`/healthz` ÷ this) |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
-        let us = |c: Option<f64>| c.map_or("—".to_string(), |c| format!("{c:.1}"));
-        let mut rows = vec![
-            ("inclusion proof, random index", &p),
-            ("consistency proof, random old size", &c),
-        ];
-        rows.extend(
-            t.as_ref()
-                .map(|t| ("full level-0 hash tile, random index", t)),
-        );
-        rows.push(("`GET /healthz`", &h));
-        for (name, (r, cpu, own)) in rows {
-            println!(
-                "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {own:.1} | {:.0} | {:.2} | {} | {} |",
-                r.rate(),
-                r.ms(0.5),
-                r.ms(0.99),
-                r.errors,
-                us(*cpu),
-                h.0.rate(),
-                r.rate() / h.0.rate(),
-                us(h.1),
-                cpu.zip(h.1)
-                    .map_or("—".to_string(), |(c, hc)| format!("{:.2}", hc / c)),
+        for &conns in &a.read_connections {
+            let measured = |work: Work| {
+                let cpu0 = server_pid.map(cpu_seconds);
+                let own0 = cpu_seconds(me);
+                let r = rt.block_on(run(&base, &token, work, conns, secs, None));
+                let per = |s: f64| s * 1e6 / r.ok.max(1) as f64;
+                let cpu = server_pid
+                    .zip(cpu0)
+                    .map(|(pid, c0)| per(cpu_seconds(pid) - c0));
+                let own = per(cpu_seconds(me) - own0);
+                (r, cpu, own)
+            };
+            let p = measured(Work::Proof { tree_size });
+            let c = measured(Work::Consistency { tree_size });
+            // Only complete tiles: a tree below 256 entries has none.
+            let t = (tree_size >= 256).then(|| {
+                measured(Work::HashTile {
+                    tiles: tree_size / 256,
+                })
+            });
+            let h = measured(Work::Health);
+            println!("\n| reads at tree size {tree_size}, {conns} connections | req/s | p50 ms | p99 ms | errors | server CPU µs per request | load generator CPU µs per request | GET /healthz req/s (same run) | ratio | server CPU µs per `/healthz` | CPU ratio (`/healthz` ÷ this) |");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|");
+            let us = |c: Option<f64>| c.map_or("—".to_string(), |c| format!("{c:.1}"));
+            let mut rows = vec![
+                ("inclusion proof, random index", &p),
+                ("consistency proof, random old size", &c),
+            ];
+            rows.extend(
+                t.as_ref()
+                    .map(|t| ("full level-0 hash tile, random index", t)),
             );
+            rows.push(("`GET /healthz`", &h));
+            for (name, (r, cpu, own)) in rows {
+                println!(
+                    "| {name} | {:.0} | {:.3} | {:.3} | {} | {} | {own:.1} | {:.0} | {:.2} | {} | {} |",
+                    r.rate(),
+                    r.ms(0.5),
+                    r.ms(0.99),
+                    r.errors,
+                    us(*cpu),
+                    h.0.rate(),
+                    r.rate() / h.0.rate(),
+                    us(h.1),
+                    cpu.zip(h.1)
+                        .map_or("—".to_string(), |(c, hc)| format!("{:.2}", hc / c)),
+                );
+            }
         }
     }
     if let Some(c) = child.as_mut() {
