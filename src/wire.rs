@@ -91,6 +91,70 @@ pub struct Receipt {
     pub witnessed: Option<bool>,
 }
 
+/// A receipt's parts, borrowed, for writing its JSON straight from them:
+/// the append path's answer. The event's bytes are spliced in as they are,
+/// so they must be JSON text already checked: the canonical form `prepare`
+/// has just produced and read back. [`ReceiptParts::to_json`] writes,
+/// byte for byte, what serde writes for the same [`Receipt`], without
+/// parsing the event again or building the owned strings of a `Receipt`.
+pub struct ReceiptParts<'a> {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: &'a Hash32,
+    pub event_id: uuid::Uuid,
+    pub event: &'a [u8],
+    pub checkpoint: &'a str,
+    pub inclusion_proof: &'a [Hash32],
+    pub tlog_proof: &'a str,
+    pub witnessed: Option<bool>,
+}
+
+impl ReceiptParts<'_> {
+    /// The receipt's JSON. Fails only if serde fails to write a string
+    /// into memory.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        use std::io::Write;
+        let mut out = Vec::with_capacity(
+            256 + self.event.len()
+                + self.checkpoint.len()
+                + self.tlog_proof.len()
+                + 67 * self.inclusion_proof.len(),
+        );
+        let mut hex = [0u8; 64];
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        write!(
+            out,
+            "{{\"index\":{},\"tree_size\":{},\"leaf_hash\":\"{}\",\"event_id\":\"{}\",\"event\":",
+            self.index,
+            self.tree_size,
+            hex32_str(self.leaf_hash, &mut hex),
+            self.event_id.hyphenated().encode_lower(&mut id),
+        )
+        .map_err(serde_json::Error::io)?;
+        out.extend_from_slice(self.event);
+        out.extend_from_slice(b",\"checkpoint\":");
+        serde_json::to_writer(&mut out, self.checkpoint)?;
+        out.extend_from_slice(b",\"inclusion_proof\":[");
+        for (i, h) in self.inclusion_proof.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(hex32_str(h, &mut hex).as_bytes());
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"],\"tlog_proof\":");
+        serde_json::to_writer(&mut out, self.tlog_proof)?;
+        match self.witnessed {
+            Some(true) => out.extend_from_slice(b",\"witnessed\":true"),
+            Some(false) => out.extend_from_slice(b",\"witnessed\":false"),
+            None => {}
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
 /// `GET /v1/entries/{index}` and `GET /v1/events/{event_id}`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entry {
@@ -573,5 +637,57 @@ mod tests {
         let bad = text.replace(&"ab".repeat(32), &"AB".repeat(32));
         assert!(serde_json::from_str::<Receipt>(&bad).is_err());
         assert!(raw_event(b"{").is_err());
+    }
+
+    #[test]
+    fn a_receipt_written_from_its_parts_is_what_serde_writes() {
+        // A canonical event with escapes and characters beyond ASCII, a
+        // checkpoint of several lines with a signature line, proofs of
+        // every length from none, and each value of `witnessed`.
+        let event = crate::audit::event::prepare(
+            "{\"action\":\"register\",\"actor\":{\"type\":\"user\",\"id\":\"zoë\"},\
+             \"timestamp\":\"2025-05-05T14:03:00Z\",\"subject\":{\"type\":\"model_version\",\"id\":\"m:1\"},\
+             \"metadata\":{\"n\":1e21,\"s\":\"\\u2028 \u{1F600} \\\"q\\\" \\\\ \\u0001 \\u007f\"}}"
+                .as_bytes(),
+        )
+        .unwrap();
+        let checkpoint = "log.example/x\n12\nq83+Q==\n\n\u{2014} log.example/x AbCd+/==\n";
+        for n in [0usize, 1, 2, 31] {
+            let proof: Vec<Hash32> = (0..n).map(|i| [i as u8 ^ 0x5a; 32]).collect();
+            for witnessed in [None, Some(true), Some(false)] {
+                let parts = ReceiptParts {
+                    index: 7 + n as u64,
+                    tree_size: u64::MAX,
+                    leaf_hash: &event.leaf_hash,
+                    event_id: event.event_id(),
+                    event: &event.canonical,
+                    checkpoint,
+                    inclusion_proof: &proof,
+                    tlog_proof: "c2sp.org/tlog-proof@v1\nindex 7\n\tx\"\n",
+                    witnessed,
+                };
+                let by_serde = serde_json::to_vec(&Receipt {
+                    index: parts.index,
+                    tree_size: parts.tree_size,
+                    leaf_hash: Hex32(event.leaf_hash),
+                    event_id: event.event_id().to_string(),
+                    event: raw_event(&event.canonical).unwrap(),
+                    checkpoint: checkpoint.into(),
+                    inclusion_proof: hexes(&proof),
+                    tlog_proof: parts.tlog_proof.into(),
+                    witnessed,
+                })
+                .unwrap();
+                let direct = parts.to_json().unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&direct),
+                    String::from_utf8_lossy(&by_serde),
+                    "{n} hashes, witnessed {witnessed:?}"
+                );
+                let back: Receipt = serde_json::from_slice(&direct).unwrap();
+                assert_eq!(back.event.get().as_bytes(), &event.canonical[..]);
+                assert_eq!(back.inclusion_proof.len(), n);
+            }
+        }
     }
 }

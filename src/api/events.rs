@@ -2,7 +2,7 @@
 
 use super::extract::{query_params, Query};
 use super::openapi::{Auth, Body as BodyErrors, Common, Refused};
-use super::{bearer, blocking, receipt, ApiError, AppState, MAX_BODY_BYTES};
+use super::{bearer, blocking, receipt, receipt_response, ApiError, AppState, MAX_BODY_BYTES};
 use crate::audit::event::{self, EventError};
 use crate::error::Error;
 use crate::ledger::Submitted;
@@ -112,7 +112,7 @@ pub(super) async fn append(
         StatusCode::OK
     };
     if !wait_witnessed {
-        return Ok((status, Json(receipt(&r, None)?)).into_response());
+        return Ok(receipt_response(status, &r, None)?);
     }
     // The event is durable; now wait (bounded) for a cosigned checkpoint
     // that covers it. On time-out the log-signed receipt is still valid.

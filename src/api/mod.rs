@@ -338,6 +338,41 @@ fn receipt(r: &crate::log::Receipt, witnessed: Option<bool>) -> Result<wire::Rec
     })
 }
 
+/// The answer to an accepted append: its receipt's JSON written straight
+/// from the parts (`wire::ReceiptParts`), the event spliced in as the
+/// canonical bytes `prepare` has just produced and read back, so it is
+/// not parsed again. The bytes are what `Json(receipt(r, witnessed))`
+/// writes.
+fn receipt_response(
+    status: axum::http::StatusCode,
+    r: &crate::log::Receipt,
+    witnessed: Option<bool>,
+) -> Result<axum::response::Response, Error> {
+    use axum::response::IntoResponse;
+    let body = wire::ReceiptParts {
+        index: r.index,
+        tree_size: r.head.size,
+        leaf_hash: &r.leaf_hash,
+        event_id: r.event_id,
+        event: &r.canonical,
+        checkpoint: &r.head.checkpoint,
+        inclusion_proof: &r.proof,
+        tlog_proof: &r.tlog_proof(),
+        witnessed,
+    }
+    .to_json()
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
 /// The 422 answer to a submission the registry refused, with the receipt
 /// of the logged `deny`.
 fn denied(
