@@ -81,8 +81,21 @@ impl Default for ApiLimits {
     }
 }
 
+/// What every handler shares, behind one `Arc`: a request clones and drops
+/// its state more than once (the middleware and the handler each take
+/// one), and one reference count is cheaper to move than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Shared {
     ledger: Arc<Ledger>,
     log: Arc<Log>,
     limits: ApiLimits,
@@ -103,7 +116,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(ledger: Arc<Ledger>, limits: ApiLimits) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             log: ledger.log().clone(),
             ledger,
             appends: Arc::new(Semaphore::new(limits.max_appends.max(1))),
@@ -114,19 +127,25 @@ impl AppState {
             webhook: None,
             private_reads: false,
             mlflow: None,
-        }
+        }))
+    }
+
+    /// The shared state to change while the server is being built (a copy
+    /// if it is already shared, which it is not then).
+    fn build(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Accept MLflow webhook deliveries.
     pub fn with_mlflow(mut self, hook: MlflowHook) -> Self {
-        self.mlflow = Some(Arc::new(hook));
+        self.build().mlflow = Some(Arc::new(hook));
         self
     }
 
     /// Require a token for every read but `/checkpoint`, tiles and
     /// `/healthz` (which witnesses, monitors and load balancers use).
     pub fn with_private_reads(mut self, private: bool) -> Self {
-        self.private_reads = private;
+        self.build().private_reads = private;
         self
     }
 
@@ -136,8 +155,9 @@ impl AppState {
         blobs: Arc<crate::artifacts::Blobs>,
         webhook: Option<String>,
     ) -> Self {
-        self.blobs = Some(blobs);
-        self.webhook = webhook;
+        let shared = self.build();
+        shared.blobs = Some(blobs);
+        shared.webhook = webhook;
         self
     }
 
@@ -162,7 +182,7 @@ impl AppState {
 
     /// Serve the checkpoints a witness collector publishes at `/checkpoint`.
     pub fn with_witnessed(mut self, published: watch::Receiver<Arc<Head>>) -> Self {
-        self.witnessed = Some(published);
+        self.build().witnessed = Some(published);
         self
     }
 
