@@ -91,12 +91,14 @@ pub struct Receipt {
     pub witnessed: Option<bool>,
 }
 
-/// A receipt's parts, borrowed, for writing its JSON straight from them:
-/// the append path's answer. The event's bytes are spliced in as they are,
-/// so they must be JSON text already checked: the canonical form `prepare`
-/// has just produced and read back. [`ReceiptParts::to_json`] writes,
-/// byte for byte, what serde writes for the same [`Receipt`], without
-/// parsing the event again or building the owned strings of a `Receipt`.
+/// A receipt's parts, borrowed: the owned [`Receipt`] they make
+/// ([`ReceiptParts::to_receipt`], its event checked to be JSON text), or
+/// its JSON written straight from them ([`ReceiptParts::to_json`]), the
+/// append path's answer. `to_json` splices the event's bytes in as they
+/// are, so they must be JSON text already checked (the canonical form
+/// `prepare` has just produced and read back), and writes, byte for byte,
+/// what serde writes for the `Receipt`, without parsing the event again or
+/// building the owned strings.
 pub struct ReceiptParts<'a> {
     pub index: u64,
     pub tree_size: u64,
@@ -110,6 +112,22 @@ pub struct ReceiptParts<'a> {
 }
 
 impl ReceiptParts<'_> {
+    /// The owned receipt, the event checked to be JSON text (it may come
+    /// from the store).
+    pub fn to_receipt(&self) -> Result<Receipt, NotJson> {
+        Ok(Receipt {
+            index: self.index,
+            tree_size: self.tree_size,
+            leaf_hash: Hex32(*self.leaf_hash),
+            event_id: self.event_id.to_string(),
+            event: raw_event(self.event)?,
+            checkpoint: self.checkpoint.to_owned(),
+            inclusion_proof: hexes(self.inclusion_proof),
+            tlog_proof: self.tlog_proof.to_owned(),
+            witnessed: self.witnessed,
+        })
+    }
+
     /// The receipt's JSON. Fails only if serde fails to write a string
     /// into memory.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {

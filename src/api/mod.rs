@@ -345,17 +345,29 @@ async fn blocking<T: Send + 'static>(
 
 /// A receipt as it travels.
 fn receipt(r: &crate::log::Receipt, witnessed: Option<bool>) -> Result<wire::Receipt, Error> {
-    Ok(wire::Receipt {
+    receipt_parts(r, &r.tlog_proof(), witnessed)
+        .to_receipt()
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Which part of the log's receipt goes where in the answer: one mapping
+/// for both ways of writing it.
+fn receipt_parts<'a>(
+    r: &'a crate::log::Receipt,
+    tlog_proof: &'a str,
+    witnessed: Option<bool>,
+) -> wire::ReceiptParts<'a> {
+    wire::ReceiptParts {
         index: r.index,
         tree_size: r.head.size,
-        leaf_hash: wire::Hex32(r.leaf_hash),
-        event_id: r.event_id.to_string(),
-        event: wire::raw_event(&r.canonical).map_err(|e| Error::Internal(e.to_string()))?,
-        checkpoint: r.head.checkpoint.clone(),
-        inclusion_proof: wire::hexes(&r.proof),
-        tlog_proof: r.tlog_proof(),
+        leaf_hash: &r.leaf_hash,
+        event_id: r.event_id,
+        event: &r.canonical,
+        checkpoint: &r.head.checkpoint,
+        inclusion_proof: &r.proof,
+        tlog_proof,
         witnessed,
-    })
+    }
 }
 
 /// The answer to an accepted append: its receipt's JSON written straight
@@ -369,19 +381,9 @@ fn receipt_response(
     witnessed: Option<bool>,
 ) -> Result<axum::response::Response, Error> {
     use axum::response::IntoResponse;
-    let body = wire::ReceiptParts {
-        index: r.index,
-        tree_size: r.head.size,
-        leaf_hash: &r.leaf_hash,
-        event_id: r.event_id,
-        event: &r.canonical,
-        checkpoint: &r.head.checkpoint,
-        inclusion_proof: &r.proof,
-        tlog_proof: &r.tlog_proof(),
-        witnessed,
-    }
-    .to_json()
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    let body = receipt_parts(r, &r.tlog_proof(), witnessed)
+        .to_json()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     Ok((
         status,
         [(
