@@ -5,7 +5,10 @@ use crate::tree::{self, RightEdge};
 
 fn entry(i: u64) -> NewEntry {
     let bytes = format!("{{\"n\":{i}}}").into_bytes();
+    // Ids out of index order (a store may write a batch's keys in key
+    // order), and distinct.
     let mut event_id = [0u8; 16];
+    event_id[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
     event_id[8..].copy_from_slice(&i.to_be_bytes());
     NewEntry {
         leaf_hash: tree::leaf_hash(&bytes),

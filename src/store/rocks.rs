@@ -632,20 +632,47 @@ impl Store for RocksStore {
             self.cf(CF_EVENT)?,
             self.cf(CF_LINEAGE)?,
         );
+        // A memtable insert finds its place from the last one's in O(1)
+        // when nothing lies between them, and searches the whole memtable
+        // otherwise. So each column family's keys go in in key order: the
+        // entries of a batch mentioning the same id (an actor, a
+        // deployment, the month), the new nodes of one level of a tile and
+        // the time-ordered ids the server gives events are then each a run
+        // of neighbours, which follows the previous batch's last key of
+        // that run. Puts of one key keep their order, so what is written
+        // is the same.
         let mut wb = WriteBatch::default();
+        let mut lineage = Vec::new();
+        let mut ids = Vec::with_capacity(batch.entries.len());
         for (i, e) in batch.entries.iter().enumerate() {
             let index = (batch.first_index + i as u64).to_be_bytes();
             wb.put_cf(entries, index, e.bytes.as_slice());
             wb.put_cf(leaf, e.leaf_hash, index);
-            wb.put_cf(event, e.event_id, index);
+            ids.push((e.event_id, index));
             for (prefix, role) in &e.mentions {
-                let k = super::mention_full_key(prefix, batch.first_index + i as u64, *role);
-                wb.put_cf(mentions, k, []);
+                lineage.push(super::mention_full_key(
+                    prefix,
+                    batch.first_index + i as u64,
+                    *role,
+                ));
             }
         }
+        ids.sort_unstable();
+        for (id, index) in &ids {
+            wb.put_cf(event, id, index);
+        }
+        lineage.sort_unstable();
+        for k in &lineage {
+            wb.put_cf(mentions, k, []);
+        }
+        let mut node_keys: Vec<([u8; 11], &Hash)> = batch
+            .nodes
+            .iter()
+            .map(|(id, h)| (node_key(id), h))
+            .collect();
+        node_keys.sort_by_key(|(k, _)| *k);
         let mut completed = Vec::new();
-        for (id, h) in batch.nodes {
-            let k = node_key(id);
+        for (k, h) in node_keys {
             wb.put_cf(nodes, k, h);
             if completes_tile(&k) {
                 completed.push(tile_of_key(&k));
