@@ -147,8 +147,10 @@ fn event_preparation(c: &mut Criterion) {
 
     // The append's answer, for the same event with a proof of 24 hashes
     // and a checkpoint of the usual shape: written from its parts (what
-    // `POST /v1/events` sends), against the serde path it replaced (the
-    // event embedded as a `RawValue`, which parses it again).
+    // `POST /v1/events` sends, its tlog-proof text written into the JSON
+    // string directly), against the serde path it replaced (the event
+    // embedded as a `RawValue`, which parses it again, and the tlog-proof
+    // text built, then escaped).
     let p = prepare(body.as_bytes()).unwrap();
     let proof: Vec<[u8; 32]> = (0..24u8).map(|i| [i; 32]).collect();
     let checkpoint = format!(
@@ -156,7 +158,6 @@ fn event_preparation(c: &mut Criterion) {
         "A".repeat(44),
         "B".repeat(96)
     );
-    let tlog_proof = format!("c2sp.org/tlog-proof@v1\nindex 12345\n{}", "C".repeat(1100));
     let mut g = c.benchmark_group("receipt");
     g.throughput(Throughput::Elements(1));
     g.bench_function("baseline_serde", |b| {
@@ -169,7 +170,13 @@ fn event_preparation(c: &mut Criterion) {
                 event: wire::raw_event(std::hint::black_box(&p.canonical)).unwrap(),
                 checkpoint: checkpoint.clone(),
                 inclusion_proof: wire::hexes(&proof),
-                tlog_proof: tlog_proof.clone(),
+                tlog_proof: modeltrail::note::TlogProof {
+                    extra: None,
+                    index: 12345,
+                    proof: proof.clone(),
+                    checkpoint: checkpoint.clone(),
+                }
+                .encode(),
                 witnessed: None,
             })
             .unwrap()
@@ -185,12 +192,50 @@ fn event_preparation(c: &mut Criterion) {
                 event: std::hint::black_box(&p.canonical),
                 checkpoint: &checkpoint,
                 inclusion_proof: &proof,
-                tlog_proof: &tlog_proof,
                 witnessed: None,
             }
             .to_json()
             .unwrap()
         })
+    });
+    g.finish();
+
+    // The tlog-proof field alone: its text built and then escaped into the
+    // JSON (what the answer did before), against its lines written with
+    // escaped line ends followed by the checkpoint already escaped for the
+    // checkpoint field (what `to_json` does now).
+    let escaped_checkpoint = serde_json::to_vec(&checkpoint).unwrap();
+    let text_then_escaped = || {
+        let text = modeltrail::note::TlogProof {
+            extra: None,
+            index: 12345,
+            proof: proof.clone(),
+            checkpoint: checkpoint.clone(),
+        }
+        .encode();
+        let mut out = Vec::with_capacity(2048);
+        serde_json::to_writer(&mut out, std::hint::black_box(&text)).unwrap();
+        out
+    };
+    let lines_then_escaped_checkpoint = || {
+        let mut out = Vec::with_capacity(2048);
+        out.push(b'"');
+        out.extend_from_slice(
+            modeltrail::note::TlogProof::lines_before_checkpoint(12345, &proof, "\\n").as_bytes(),
+        );
+        out.extend_from_slice(&std::hint::black_box(&escaped_checkpoint)[1..]);
+        out
+    };
+    assert_eq!(
+        text_then_escaped(),
+        lines_then_escaped_checkpoint(),
+        "the two ways agree"
+    );
+    let mut g = c.benchmark_group("tlog_proof_field");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("text_then_escaped", |b| b.iter(text_then_escaped));
+    g.bench_function("lines_then_escaped_checkpoint", |b| {
+        b.iter(lines_then_escaped_checkpoint)
     });
     g.finish();
 }

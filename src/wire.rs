@@ -107,7 +107,6 @@ pub struct ReceiptParts<'a> {
     pub event: &'a [u8],
     pub checkpoint: &'a str,
     pub inclusion_proof: &'a [Hash32],
-    pub tlog_proof: &'a str,
     pub witnessed: Option<bool>,
 }
 
@@ -123,9 +122,21 @@ impl ReceiptParts<'_> {
             event: raw_event(self.event)?,
             checkpoint: self.checkpoint.to_owned(),
             inclusion_proof: hexes(self.inclusion_proof),
-            tlog_proof: self.tlog_proof.to_owned(),
+            tlog_proof: self.tlog_proof(),
             witnessed: self.witnessed,
         })
+    }
+
+    /// The c2sp.org/tlog-proof text of the index, the proof and the
+    /// checkpoint.
+    pub fn tlog_proof(&self) -> String {
+        crate::note::TlogProof {
+            extra: None,
+            index: self.index,
+            proof: self.inclusion_proof.to_vec(),
+            checkpoint: self.checkpoint.to_owned(),
+        }
+        .encode()
     }
 
     /// The receipt's JSON. Fails only if serde fails to write a string
@@ -133,10 +144,7 @@ impl ReceiptParts<'_> {
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         use std::io::Write;
         let mut out = Vec::with_capacity(
-            256 + self.event.len()
-                + self.checkpoint.len()
-                + self.tlog_proof.len()
-                + 67 * self.inclusion_proof.len(),
+            256 + self.event.len() + 2 * self.checkpoint.len() + 115 * self.inclusion_proof.len(),
         );
         let mut hex = [0u8; 64];
         let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -151,7 +159,9 @@ impl ReceiptParts<'_> {
         .map_err(serde_json::Error::io)?;
         out.extend_from_slice(self.event);
         out.extend_from_slice(b",\"checkpoint\":");
+        let checkpoint_at = out.len();
         serde_json::to_writer(&mut out, self.checkpoint)?;
+        let checkpoint_end = out.len();
         out.extend_from_slice(b",\"inclusion_proof\":[");
         for (i, h) in self.inclusion_proof.iter().enumerate() {
             if i > 0 {
@@ -161,8 +171,20 @@ impl ReceiptParts<'_> {
             out.extend_from_slice(hex32_str(h, &mut hex).as_bytes());
             out.push(b'"');
         }
-        out.extend_from_slice(b"],\"tlog_proof\":");
-        serde_json::to_writer(&mut out, self.tlog_proof)?;
+        // The tlog-proof text as a JSON string: its lines before the
+        // checkpoint need no escaping but their line ends, and the
+        // checkpoint's escaped form, with the closing quote, is the one
+        // written just above after the quote at `checkpoint_at`.
+        out.extend_from_slice(b"],\"tlog_proof\":\"");
+        out.extend_from_slice(
+            crate::note::TlogProof::lines_before_checkpoint(
+                self.index,
+                self.inclusion_proof,
+                "\\n",
+            )
+            .as_bytes(),
+        );
+        out.extend_from_within(checkpoint_at + 1..checkpoint_end);
         match self.witnessed {
             Some(true) => out.extend_from_slice(b",\"witnessed\":true"),
             Some(false) => out.extend_from_slice(b",\"witnessed\":false"),
@@ -681,7 +703,6 @@ mod tests {
                     event: &event.canonical,
                     checkpoint,
                     inclusion_proof: &proof,
-                    tlog_proof: "c2sp.org/tlog-proof@v1\nindex 7\n\tx\"\n",
                     witnessed,
                 };
                 let by_serde = serde_json::to_vec(&Receipt {
@@ -692,7 +713,13 @@ mod tests {
                     event: raw_event(&event.canonical).unwrap(),
                     checkpoint: checkpoint.into(),
                     inclusion_proof: hexes(&proof),
-                    tlog_proof: parts.tlog_proof.into(),
+                    tlog_proof: crate::note::TlogProof {
+                        extra: None,
+                        index: parts.index,
+                        proof: proof.clone(),
+                        checkpoint: checkpoint.into(),
+                    }
+                    .encode(),
                     witnessed,
                 })
                 .unwrap();

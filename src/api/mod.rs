@@ -345,18 +345,14 @@ async fn blocking<T: Send + 'static>(
 
 /// A receipt as it travels.
 fn receipt(r: &crate::log::Receipt, witnessed: Option<bool>) -> Result<wire::Receipt, Error> {
-    receipt_parts(r, &r.tlog_proof(), witnessed)
+    receipt_parts(r, witnessed)
         .to_receipt()
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Which part of the log's receipt goes where in the answer: one mapping
 /// for both ways of writing it.
-fn receipt_parts<'a>(
-    r: &'a crate::log::Receipt,
-    tlog_proof: &'a str,
-    witnessed: Option<bool>,
-) -> wire::ReceiptParts<'a> {
+fn receipt_parts(r: &crate::log::Receipt, witnessed: Option<bool>) -> wire::ReceiptParts<'_> {
     wire::ReceiptParts {
         index: r.index,
         tree_size: r.head.size,
@@ -365,7 +361,6 @@ fn receipt_parts<'a>(
         event: &r.canonical,
         checkpoint: &r.head.checkpoint,
         inclusion_proof: &r.proof,
-        tlog_proof,
         witnessed,
     }
 }
@@ -381,7 +376,7 @@ fn receipt_response(
     witnessed: Option<bool>,
 ) -> Result<axum::response::Response, Error> {
     use axum::response::IntoResponse;
-    let body = receipt_parts(r, &r.tlog_proof(), witnessed)
+    let body = receipt_parts(r, witnessed)
         .to_json()
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok((

@@ -24,7 +24,7 @@ pub use crate::store::Role as MentionRole;
 use crate::audit::event::Prepared;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::note::{Checkpoint, KeyName, NoteError, SignerKey, TlogProof, VerifierKey};
+use crate::note::{Checkpoint, KeyName, NoteError, SignerKey, VerifierKey};
 use crate::store::{mention_key, Batch, EventId, MetaKey, NewEntry, Role, Store, StoreHashes};
 use crate::tree::{self, Hash, HashReader, NodeId, RightEdge, TreeError};
 use std::collections::HashMap;
@@ -76,19 +76,6 @@ pub struct Receipt {
     pub head: Arc<Head>,
     pub proof: Vec<Hash>,
     pub canonical: Arc<Vec<u8>>,
-}
-
-impl Receipt {
-    /// The c2sp tlog-proof text for this receipt.
-    pub fn tlog_proof(&self) -> String {
-        TlogProof {
-            extra: None,
-            index: self.index,
-            proof: self.proof.clone(),
-            checkpoint: self.head.checkpoint.clone(),
-        }
-        .encode()
-    }
 }
 
 pub(crate) enum Job {

@@ -1,13 +1,25 @@
 //! c2sp.org/tlog-proof v1: an offline receipt of index, inclusion proof and
 //! signed checkpoint, with an optional unauthenticated `extra` line.
 
-use super::{decode_hash_b64, encode_b64, parse_canonical_u64, NoteError, B64};
+use super::{decode_hash_b64, parse_canonical_u64, NoteError, B64};
 use crate::tree::Hash;
 use base64::Engine;
 
 const HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// An inclusion proof never has more than 64 hashes.
 const MAX_PROOF_HASHES: usize = 64;
+
+/// The index line, a line per hash, and the blank line.
+fn push_index_and_hashes(index: u64, proof: &[Hash], newline: &str, s: &mut String) {
+    s.push_str("index ");
+    s.push_str(&index.to_string());
+    s.push_str(newline);
+    for h in proof {
+        B64.encode_string(h, s);
+        s.push_str(newline);
+    }
+    s.push_str(newline);
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlogProof {
@@ -19,21 +31,30 @@ pub struct TlogProof {
 }
 
 impl TlogProof {
+    /// The lines of a proof without `extra` up to its checkpoint (the header,
+    /// the index, one line per hash and the blank line), each ended by
+    /// `newline`: `"\n"` for the text itself, `"\\n"` for the text inside a
+    /// JSON string, where nothing else in these lines is escaped (they are the
+    /// header's characters, digits and standard base64). The checkpoint
+    /// follows them.
+    pub fn lines_before_checkpoint(index: u64, proof: &[Hash], newline: &str) -> String {
+        let mut s = String::with_capacity(64 + (44 + newline.len()) * proof.len());
+        s.push_str(HEADER);
+        s.push_str(newline);
+        push_index_and_hashes(index, proof, newline, &mut s);
+        s
+    }
+
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(64 + 45 * self.proof.len() + self.checkpoint.len());
         s.push_str(HEADER);
         s.push('\n');
         if let Some(extra) = &self.extra {
             s.push_str("extra ");
-            s.push_str(&B64.encode(extra));
+            B64.encode_string(extra, &mut s);
             s.push('\n');
         }
-        s.push_str(&format!("index {}\n", self.index));
-        for h in &self.proof {
-            s.push_str(&encode_b64(h));
-            s.push('\n');
-        }
-        s.push('\n');
+        push_index_and_hashes(self.index, &self.proof, "\n", &mut s);
         s.push_str(&self.checkpoint);
         s
     }

@@ -23,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("registry", &["audit"]),
     ("error", &["store", "tree"]),
     ("access", &["audit", "encoding", "error"]),
-    ("wire", &["audit", "encoding", "registry"]),
+    ("wire", &["audit", "encoding", "note", "registry"]),
     ("verify", &["audit", "note", "tree"]),
     // storage, the sequencer, derived state
     ("store", &["tree"]),
