@@ -128,15 +128,12 @@ impl ReceiptParts<'_> {
     }
 
     /// The c2sp.org/tlog-proof text of the index, the proof and the
-    /// checkpoint.
+    /// checkpoint: the same lines `to_json` writes, unescaped.
     pub fn tlog_proof(&self) -> String {
-        crate::note::TlogProof {
-            extra: None,
-            index: self.index,
-            proof: self.inclusion_proof.to_vec(),
-            checkpoint: self.checkpoint.to_owned(),
-        }
-        .encode()
+        let mut text =
+            crate::note::TlogProof::lines_before_checkpoint(self.index, self.inclusion_proof, "\n");
+        text.push_str(self.checkpoint);
+        text
     }
 
     /// The receipt's JSON. Fails only if serde fails to write a string
