@@ -218,6 +218,9 @@ pub struct FileLimits {
     pub max_page: Option<u64>,
     pub request_timeout_secs: Option<u64>,
     pub block_cache_mb: Option<usize>,
+    /// Leaf hashes gathered in memory before they go into the leaf-hash
+    /// index in key order (default 16384).
+    pub leaf_index_batch: Option<usize>,
     /// Least seconds between two snapshots of the derived state (default 10).
     pub snapshot_interval_secs: Option<u64>,
     /// Most MiB of entries queued for the sequencer (default 32).
@@ -252,6 +255,10 @@ pub struct Overrides {
     pub witness_threshold: Option<usize>,
 }
 
+/// The largest `limits.leaf_index_batch`: about 48 MiB of leaf hashes and
+/// indexes in memory, up to five times that while the writer catches up.
+const MAX_LEAF_INDEX_BATCH: usize = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -265,6 +272,7 @@ pub struct ServerConfig {
     pub max_heavy_reads: usize,
     pub request_timeout: Duration,
     pub block_cache_bytes: usize,
+    pub leaf_index_batch: usize,
     /// Witnessing, if any witnesses are configured.
     pub witnessing: Option<CollectorConfig>,
     pub witness_wait: Duration,
@@ -408,6 +416,9 @@ impl ServerConfig {
             max_page: o.max_page.or(l.max_page).unwrap_or(1000),
             request_timeout: Duration::from_secs(l.request_timeout_secs.unwrap_or(30)),
             block_cache_bytes: l.block_cache_mb.unwrap_or(128) << 20,
+            leaf_index_batch: l
+                .leaf_index_batch
+                .unwrap_or(crate::store::DEFAULT_LEAF_INDEX_BATCH),
             witnessing,
             witness_wait: Duration::from_millis(fw.wait_ms.unwrap_or(10_000)),
             registry: file.registry.unwrap_or_default(),
@@ -472,8 +483,14 @@ impl ServerConfig {
             || cfg.max_appends == 0
             || cfg.max_heavy_reads == 0
             || cfg.queue_bytes == 0
+            || cfg.leaf_index_batch == 0
         {
             return Err(ServerError::Config("limits must be at least 1".into()));
+        }
+        if cfg.leaf_index_batch > MAX_LEAF_INDEX_BATCH {
+            return Err(ServerError::Config(format!(
+                "leaf_index_batch must be at most {MAX_LEAF_INDEX_BATCH}"
+            )));
         }
         Ok(cfg)
     }
@@ -619,6 +636,7 @@ pub fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
         &cfg.data_dir.join("db"),
         &RocksOptions {
             block_cache_bytes: cfg.block_cache_bytes,
+            leaf_index_batch: cfg.leaf_index_batch,
             ..RocksOptions::default()
         },
     )?);

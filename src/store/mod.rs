@@ -9,7 +9,9 @@
 //! - **Atomic and durable commits.** When `commit` returns `Ok`, everything in
 //!   the batch (entries, node hashes, both indexes, the new tree size and the
 //!   signed checkpoint) is on stable storage and survives a crash or power
-//!   loss. If it returns `Err` or the process dies during the call, either
+//!   loss. (The RocksDB store writes its leaf-hash index after the commit,
+//!   and indexes again at open what a crash took from it: to a caller, a
+//!   leaf is found from the moment its commit returns.) If it returns `Err` or the process dies during the call, either
 //!   all of the batch is stored or none of it is; the caller must then reload
 //!   its state from the store before writing again.
 //! - **Immutability.** Data below the committed tree size never changes, so
@@ -28,12 +30,13 @@
 
 mod cache;
 pub mod fault;
+mod leaf_tail;
 mod mem;
 mod rocks;
 
 pub use cache::{UpperLevels, DEFAULT_MIN_LEVEL};
 pub use mem::MemStore;
-pub use rocks::{node_key as rocks_node_key, RocksOptions, RocksStore};
+pub use rocks::{node_key as rocks_node_key, RocksOptions, RocksStore, DEFAULT_LEAF_INDEX_BATCH};
 
 use crate::tree::{Hash, HashReader, NodeId, TreeError};
 

@@ -5,7 +5,7 @@
 //! | `entries` | index (u64 BE) | leaf bytes |
 //! | `node_tiles` | tile row (u8) ‖ tile (u64 BE) ‖ level in the row (u8) ‖ index in the tile (u8) | 32-byte hash |
 //! | `full_tiles` | tile row (u8) ‖ tile (u64 BE) | the tile's 510 node hashes, in `node_tiles` key order |
-//! | `leaf_index` | leaf hash | index (u64 BE) |
+//! | `leaf_index` | leaf hash; empty: the marker | index (u64 BE); marker: the entries below it are all in (`leaf_tail`) |
 //! | `event_index` | event id (16 bytes) | index (u64 BE) |
 //! | `lineage` | type ‖ 0 ‖ id ‖ 0 ‖ role (`s`/`r`) ‖ index (u64 BE) | empty (the lineage index) |
 //! | `derived_state` | a record's key (`state`: kind ‖ 0 ‖ id) | the record (JSON) |
@@ -32,7 +32,8 @@
 //! compacted.
 //!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
-//! atomic across column families. RocksDB's memory is bounded by one number,
+//! atomic across column families. The leaf-hash index follows it, in key
+//! order (`leaf_tail`). RocksDB's memory is bounded by one number,
 //! the block cache size: index and filter blocks live in the cache, and the
 //! memtables of all column families are charged to it through one write
 //! buffer manager, so memory stays flat as the log grows. Indexes and
@@ -43,6 +44,7 @@
 //! holds more of the `nodes` column family and makes proofs on a large log
 //! faster; that is the trade-off to tune.
 
+use super::leaf_tail::{self, LeafTail};
 use super::{
     check_contiguous, Batch, EventId, MetaKey, StateRecord, Store, StoreError, StoredRecord,
 };
@@ -52,6 +54,7 @@ use rocksdb::{
     DBCompressionType, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 use std::path::Path;
+use std::sync::Arc;
 
 const CF_ENTRIES: &str = "entries";
 const CF_NODES: &str = "node_tiles";
@@ -88,6 +91,10 @@ const META_PREFIX: &str = "meta/";
 /// 4 KiB.
 const NODE_BLOCK_BYTES: usize = 32 << 10;
 
+/// See [`RocksOptions::leaf_index_batch`]: 16 Ki leaf hashes and their
+/// indexes are under 1 MiB in memory.
+pub const DEFAULT_LEAF_INDEX_BATCH: usize = 16 << 10;
+
 /// Tunables with defaults sized for a small machine.
 #[derive(Clone, Debug)]
 pub struct RocksOptions {
@@ -95,6 +102,9 @@ pub struct RocksOptions {
     pub block_cache_bytes: usize,
     /// One memtable's size, per column family.
     pub write_buffer_bytes: usize,
+    /// Entries whose leaf hashes are gathered in memory before they are
+    /// written to the leaf-hash index in key order (`leaf_tail`).
+    pub leaf_index_batch: usize,
 }
 
 impl Default for RocksOptions {
@@ -102,12 +112,16 @@ impl Default for RocksOptions {
         RocksOptions {
             block_cache_bytes: 128 << 20,
             write_buffer_bytes: 16 << 20,
+            leaf_index_batch: DEFAULT_LEAF_INDEX_BATCH,
         }
     }
 }
 
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
+    /// The leaf hashes not yet in `leaf_index`, and their writer: set by
+    /// `open` once the column family holds every entry below the tree size.
+    leaves: Option<LeafTail>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -319,7 +333,23 @@ impl RocksStore {
             tracing::info!(nodes = copied, "node hashes copied into the tile layout");
             db.drop_cf(CF_OLD_NODES).map_err(engine)?;
         }
-        let store = RocksStore { db };
+        let mut store = RocksStore {
+            db: Arc::new(db),
+            leaves: None,
+        };
+        let size = store.tree_size()?;
+        let redone = leaf_tail::recover(&store.db, CF_LEAF, size, |from, to| {
+            store.node_range(0, from, to)
+        })?;
+        if redone > 0 {
+            tracing::info!(entries = redone, "leaf hash index caught up after a crash");
+        }
+        store.leaves = Some(LeafTail::start(
+            store.db.clone(),
+            CF_LEAF,
+            size,
+            opts.leaf_index_batch,
+        )?);
         if !store.tables_current()? {
             if store.tree_size()? == 0 {
                 store.mark_tables_current()?;
@@ -597,10 +627,14 @@ impl RocksStore {
 }
 
 impl Drop for RocksStore {
-    /// Write the memtables out on a clean close, so the next open has no
-    /// write-ahead log to replay (a crash still replays it: nothing
-    /// acknowledged depends on this).
+    /// Write the leaf-hash index's tail and the memtables out on a clean
+    /// close, so the next open has no write-ahead log to replay and no
+    /// leaf hashes to index again (a crash leaves both to the next open:
+    /// nothing acknowledged depends on this).
     fn drop(&mut self) {
+        if let Some(mut leaves) = self.leaves.take() {
+            leaves.stop();
+        }
         for name in ALL_CFS {
             if let Some(cf) = self.db.cf_handle(name) {
                 if let Err(e) = self.db.flush_cf(cf) {
@@ -625,10 +659,13 @@ impl Store for RocksStore {
 
     fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
         check_contiguous(self.tree_size()?, batch)?;
-        let (entries, nodes, leaf, event, mentions) = (
+        let leaves = self
+            .leaves
+            .as_ref()
+            .ok_or_else(|| StoreError::Engine("the leaf index writer is not running".into()))?;
+        let (entries, nodes, event, mentions) = (
             self.cf(CF_ENTRIES)?,
             self.cf(CF_NODES)?,
-            self.cf(CF_LEAF)?,
             self.cf(CF_EVENT)?,
             self.cf(CF_LINEAGE)?,
         );
@@ -647,7 +684,6 @@ impl Store for RocksStore {
         for (i, e) in batch.entries.iter().enumerate() {
             let index = (batch.first_index + i as u64).to_be_bytes();
             wb.put_cf(entries, index, e.bytes.as_slice());
-            wb.put_cf(leaf, e.leaf_hash, index);
             ids.push((e.event_id, index));
             for (prefix, role) in &e.mentions {
                 lineage.push(super::mention_full_key(
@@ -688,7 +724,10 @@ impl Store for RocksStore {
         wb.put(META_CHECKPOINT, batch.checkpoint);
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(engine)
+        self.db.write_opt(wb, &wo).map_err(engine)?;
+        // The leaf-hash index follows, in key order (`leaf_tail`).
+        leaves.add(batch.first_index, batch.entries.iter().map(|e| e.leaf_hash));
+        Ok(())
     }
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -838,6 +877,9 @@ impl Store for RocksStore {
     }
 
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        if let Some(i) = self.leaves.as_ref().and_then(|l| l.get(leaf)) {
+            return Ok(Some(i));
+        }
         match self
             .db
             .get_pinned_cf(self.cf(CF_LEAF)?, leaf)
@@ -1307,6 +1349,160 @@ mod tests {
         assert_tree(&store, 5000, root, &nodes);
         assert_eq!(store.tree_size().unwrap(), 5000);
         assert!(store.tables_current().unwrap());
+    }
+
+    fn leaf_of(i: u64) -> Hash {
+        crate::tree::leaf_hash(&i.to_be_bytes())
+    }
+
+    /// Every leaf of a tree of `size` leaves made by `commit_leaves` is
+    /// found at its index, and the next one is not.
+    fn assert_leaves_found(store: &RocksStore, size: u64) {
+        for i in 0..size {
+            assert_eq!(
+                store.find_leaf(&leaf_of(i)).unwrap(),
+                Some(i),
+                "leaf {i} of {size}"
+            );
+        }
+        assert_eq!(store.find_leaf(&leaf_of(size)).unwrap(), None);
+    }
+
+    fn tail_len(store: &RocksStore) -> usize {
+        store.leaves.as_ref().unwrap().len()
+    }
+
+    /// The leaf hashes of indexes `from..` in the column family itself.
+    fn leaf_keys_in_cf(store: &RocksStore, from: u64, to: u64) -> usize {
+        let cf = store.cf(CF_LEAF).unwrap();
+        (from..to)
+            .filter(|i| store.db.get_pinned_cf(cf, leaf_of(*i)).unwrap().is_some())
+            .count()
+    }
+
+    fn small_leaf_batches() -> RocksOptions {
+        RocksOptions {
+            leaf_index_batch: 100,
+            ..RocksOptions::default()
+        }
+    }
+
+    #[test]
+    fn the_leaf_index_is_written_in_sorted_batches_and_every_leaf_is_found_throughout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
+        let mut edge = crate::tree::RightEdge::empty();
+        // Commits smaller than a batch, one that ends on one, and one of
+        // ten batches at once.
+        for n in [1, 99, 1, 250, 37, 1000, 3, 9] {
+            commit_leaves(&store, &mut edge, n);
+            // Found as soon as the commit returns, in the tail or not.
+            assert_leaves_found(&store, edge.size());
+        }
+        let size = edge.size();
+        assert_eq!(size, 1400);
+        // The writer catches up to less than a batch behind, and the
+        // marker says where the column family's part ends.
+        let mut waited = 0;
+        while tail_len(&store) >= 100 && waited < 1000 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+        }
+        let tail = tail_len(&store) as u64;
+        assert!(tail < 100, "tail of {tail} after 10 s");
+        let m = leaf_tail::marker(&store.db, CF_LEAF, size)
+            .unwrap()
+            .unwrap();
+        assert_eq!(m, size - tail);
+        assert_eq!(leaf_keys_in_cf(&store, 0, size), m as usize);
+        assert_leaves_found(&store, size);
+        // A clean close writes the tail: nothing to index again at open.
+        drop(store);
+        let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
+        assert_eq!(tail_len(&store), 0);
+        assert_eq!(
+            leaf_tail::marker(&store.db, CF_LEAF, size).unwrap(),
+            Some(size)
+        );
+        assert_eq!(leaf_keys_in_cf(&store, 0, size), size as usize);
+        assert_leaves_found(&store, size);
+    }
+
+    /// A crash loses the leaf-hash index's memtables, written without the
+    /// write-ahead log: the column family is an earlier state of itself,
+    /// its marker included. Here that state is made by hand.
+    #[test]
+    fn leaf_hashes_a_crash_lost_are_indexed_again_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut edge = crate::tree::RightEdge::empty();
+        {
+            let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
+            for n in [300, 555, 45] {
+                commit_leaves(&store, &mut edge, n);
+            }
+        }
+        let size = edge.size();
+        let lost_from = 432u64;
+        {
+            let db = raw_db(&path, &ALL_CFS[1..]);
+            let cf = db.cf_handle(CF_LEAF).unwrap();
+            for i in lost_from..size {
+                db.delete_cf(cf, leaf_of(i)).unwrap();
+            }
+            db.put_cf(cf, leaf_tail::MARKER, lost_from.to_be_bytes())
+                .unwrap();
+        }
+        let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
+        // Indexed again into the column family itself, durably, at open.
+        assert_eq!(tail_len(&store), 0);
+        assert_eq!(leaf_keys_in_cf(&store, 0, size), size as usize);
+        assert_eq!(
+            leaf_tail::marker(&store.db, CF_LEAF, size).unwrap(),
+            Some(size)
+        );
+        assert_leaves_found(&store, size);
+        // And the log goes on from there.
+        commit_leaves(&store, &mut edge, 10);
+        assert_leaves_found(&store, size + 10);
+        drop(store);
+
+        // A marker beyond the tree is corruption, not a reason to guess.
+        {
+            let db = raw_db(&path, &ALL_CFS[1..]);
+            let cf = db.cf_handle(CF_LEAF).unwrap();
+            db.put_cf(cf, leaf_tail::MARKER, (size + 11).to_be_bytes())
+                .unwrap();
+        }
+        assert!(matches!(
+            RocksStore::open(&path, &small_leaf_batches()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    /// Versions before the marker put every leaf hash in the commit's own
+    /// batch: their column family holds the whole tree.
+    #[test]
+    fn a_leaf_index_without_a_marker_holds_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut edge = crate::tree::RightEdge::empty();
+        {
+            let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
+            commit_leaves(&store, &mut edge, 250);
+        }
+        {
+            let db = raw_db(&path, &ALL_CFS[1..]);
+            db.delete_cf(db.cf_handle(CF_LEAF).unwrap(), leaf_tail::MARKER)
+                .unwrap();
+        }
+        let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
+        assert_eq!(
+            leaf_tail::marker(&store.db, CF_LEAF, 250).unwrap(),
+            Some(250)
+        );
+        assert_leaves_found(&store, 250);
     }
 
     #[test]

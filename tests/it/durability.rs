@@ -35,16 +35,37 @@ async fn acknowledged_events_survive_sigkill() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    // A small leaf-index batch: the writer's puts, which skip the
+    // write-ahead log, are under way at every kill.
     let (size, acked) = crash::run_cycles(
         env!("CARGO_BIN_EXE_modeltrail"),
         cycles,
         16,
         std::time::Duration::from_millis(700),
+        64,
     )
     .await;
     assert!(acked > 0, "no append was acknowledged");
     assert!(size >= acked as u64);
     eprintln!("{cycles} cycles: {acked} acknowledged, tree size {size}");
+}
+
+/// `limits.leaf_index_batch` is bounded both ways.
+#[test]
+fn the_leaf_index_batch_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let resolve = |v: &str| {
+        std::fs::write(&path, format!("[limits]\nleaf_index_batch = {v}\n")).unwrap();
+        modeltrail::server::ServerConfig::resolve(modeltrail::server::Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+    };
+    assert_eq!(resolve("64").unwrap().leaf_index_batch, 64);
+    assert!(resolve("0").unwrap_err().to_string().contains("at least 1"));
+    let err = resolve("1048577").unwrap_err().to_string();
+    assert!(err.contains("at most 1048576"), "{err}");
 }
 
 /// Derived state is a fold over the log: access changes and registry

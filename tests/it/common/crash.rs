@@ -23,6 +23,9 @@ pub struct Server {
 }
 
 /// Start the binary and read its address and verifier key from stdout.
+/// (The tests use it; the `crash_cycles` bench, which shares this file,
+/// starts the server through `run_cycles` only.)
+#[allow(dead_code)]
 pub fn spawn(bin: &str, data: &Path) -> Server {
     spawn_with(bin, data, &[])
 }
@@ -259,6 +262,13 @@ pub async fn check_after_restart(
         );
         found_at(&stored, from, head.size, a.index, &a.event_id, &a.leaf);
     }
+    find_by_leaf_hash(
+        &http,
+        &server.base,
+        &head,
+        acks.iter().map(|a| (a.index, a.leaf)),
+    )
+    .await;
     for old in prev.into_iter().chain(new_seen) {
         assert!(
             old.size <= head.size,
@@ -285,24 +295,66 @@ pub async fn check_after_restart(
 }
 
 /// At the end, once: the whole log read back, every acknowledged event of
-/// every cycle at its index.
+/// every cycle at its index, and found there by its leaf hash.
 async fn check_whole_log(server: &Server, head: &Checkpoint, acked: &[Acked]) {
     let http = reqwest::Client::new();
     let stored = read_entries(&http, &server.base, 0, head.size).await;
     for a in acked {
         found_at(&stored, 0, head.size, a.index, &a.event_id, &a.leaf);
     }
+    find_by_leaf_hash(
+        &http,
+        &server.base,
+        head,
+        acked.iter().map(|a| (a.index, a.leaf)),
+    )
+    .await;
 }
 
-/// Run `cycles` kill/restart cycles on one data directory.
+/// Each leaf hash is found at its index by `GET /v1/proof/inclusion?leaf_hash=`
+/// (the leaf-hash index, whose newest part a crash loses and the restart
+/// rebuilds), with a proof to `head`.
+async fn find_by_leaf_hash(
+    http: &reqwest::Client,
+    base: &str,
+    head: &Checkpoint,
+    leaves: impl Iterator<Item = (u64, [u8; 32])>,
+) {
+    for (index, leaf) in leaves {
+        let url = format!(
+            "{base}/v1/proof/inclusion?leaf_hash={}&tree_size={}",
+            modeltrail::encoding::hex(&leaf),
+            head.size
+        );
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "leaf {index} not found by its hash");
+        let p: wire::InclusionProof = r.json().await.unwrap();
+        assert_eq!(p.index, index, "leaf hash of entry {index}");
+        let proof = wire::unhex(&p.proof);
+        verify_inclusion(index, head.size, &leaf, &proof, &head.root)
+            .expect("proof by leaf hash verifies");
+    }
+}
+
+/// Run `cycles` kill/restart cycles on one data directory, the server
+/// writing its leaf-hash index every `leaf_index_batch` entries.
 pub async fn run_cycles(
     bin: &str,
     cycles: usize,
     clients: usize,
     kill_after: Duration,
+    leaf_index_batch: usize,
 ) -> (u64, usize) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[limits]\nleaf_index_batch = {leaf_index_batch}\n"),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let spawn = |bin: &str, data: &Path| spawn_with(bin, data, &args);
     let mut all_acks: Vec<Acked> = Vec::new();
     let mut prev: Option<Checkpoint> = None;
     let mut server = spawn(bin, &data);
