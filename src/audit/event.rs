@@ -402,7 +402,7 @@ fn validate(obj: &Map<String, Value>) -> Result<(), EventError> {
             return Err(field("related", format!("at most {MAX_RELATED} links")));
         }
         for (i, r) in list.iter().enumerate() {
-            check_ref(&format!("related[{i}]"), r)?;
+            check_ref(format_args!("related[{i}]"), r)?;
         }
     }
     if let Some(m) = obj.get("metadata") {
@@ -454,7 +454,11 @@ fn required_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, 
         .ok_or_else(|| field(name, "must be a string"))
 }
 
-fn only_keys(name: &str, obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), EventError> {
+fn only_keys(
+    name: impl std::fmt::Display,
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+) -> Result<(), EventError> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(field(&format!("{name}.{k}"), "unknown field")),
         None => Ok(()),
@@ -467,31 +471,44 @@ pub fn check_action(s: &str) -> Result<(), EventError> {
     check_ident("action", s)
 }
 
-fn check_ident(name: &str, s: &str) -> Result<(), EventError> {
-    let ok = (1..=64).contains(&s.len())
+const IDENT_RULE: &str = "must match [a-z][a-z0-9_]{0,63}";
+
+fn ident_ok(s: &str) -> bool {
+    (1..=64).contains(&s.len())
         && s.as_bytes()[0].is_ascii_lowercase()
         && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn check_ident(name: &str, s: &str) -> Result<(), EventError> {
+    if ident_ok(s) {
         Ok(())
     } else {
-        Err(field(name, "must match [a-z][a-z0-9_]{0,63}"))
+        Err(field(name, IDENT_RULE))
     }
 }
 
 fn check_id(name: &str, v: Option<&Value>) -> Result<(), EventError> {
+    id_rule(v).map_err(|m| field(name, m))
+}
+
+/// What is wrong with an id, if anything.
+fn id_rule(v: Option<&Value>) -> Result<(), String> {
     let s = v
         .and_then(Value::as_str)
-        .ok_or_else(|| field(name, "required string"))?;
-    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(invisible) {
-        return Err(field(
-            name,
-            format!(
-                "must be 1..={MAX_ID_LEN} bytes without control, format (bidi, zero-width), separator or private-use characters"
-            ),
+        .ok_or_else(|| "required string".to_string())?;
+    if s.is_empty() || s.len() > MAX_ID_LEN || has_invisible(s) {
+        return Err(format!(
+            "must be 1..={MAX_ID_LEN} bytes without control, format (bidi, zero-width), separator or private-use characters"
         ));
     }
     Ok(())
+}
+
+/// Whether `s` holds a character an id may not. Printable ASCII (space
+/// to tilde) holds none, so most ids need no table lookup.
+fn has_invisible(s: &str) -> bool {
+    !s.bytes().all(|b| (b' '..=b'~').contains(&b)) && s.chars().any(invisible)
 }
 
 /// Characters an id may not hold: they are invisible or reorder text, so
@@ -509,18 +526,21 @@ fn invisible(c: char) -> bool {
     )
 }
 
-/// `{"type": ident, "id": string}`: a subject or a lineage link.
-fn check_ref(name: &str, v: &Value) -> Result<(), EventError> {
+/// `{"type": ident, "id": string}`: a subject or a lineage link. The
+/// field's name is spelled out only for an error.
+fn check_ref(name: impl std::fmt::Display + Copy, v: &Value) -> Result<(), EventError> {
     let obj = v
         .as_object()
-        .ok_or_else(|| field(name, "must be an object with type and id"))?;
+        .ok_or_else(|| field(&name.to_string(), "must be an object with type and id"))?;
     only_keys(name, obj, &["type", "id"])?;
     let t = obj
         .get("type")
         .and_then(Value::as_str)
         .ok_or_else(|| field(&format!("{name}.type"), "required string"))?;
-    check_ident(&format!("{name}.type"), t)?;
-    check_id(&format!("{name}.id"), obj.get("id"))
+    if !ident_ok(t) {
+        return Err(field(&format!("{name}.type"), IDENT_RULE));
+    }
+    id_rule(obj.get("id")).map_err(|m| field(&format!("{name}.id"), m))
 }
 
 /// Parse JSON rejecting duplicate keys, unsafe integers and deep nesting.

@@ -264,6 +264,21 @@ fn ids_refuse_invisible_and_reordering_characters() {
     }
 }
 
+/// The printable-ASCII shortcut says what the table says, for every
+/// ASCII character, alone and next to other characters.
+#[test]
+fn the_ascii_shortcut_agrees_with_the_unicode_table() {
+    for b in 0u8..=0x7f {
+        let c = char::from(b);
+        for s in [c.to_string(), format!("ab{c}"), format!("{c}\u{e9}")] {
+            assert_eq!(has_invisible(&s), s.chars().any(invisible), "{s:?}");
+        }
+    }
+    assert!(!has_invisible("ali ce~!"));
+    assert!(has_invisible("alice\u{7f}"));
+    assert!(has_invisible("\u{e9}\u{200b}"));
+}
+
 #[test]
 fn the_typed_view_is_the_stored_one() {
     // Found by the `event` fuzz target: `1200.0` is stored as `1200`. The
