@@ -29,6 +29,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.into_string())
+}
+
+fn cf_of<'a>(db: &'a DB, cf: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(cf)
+        .ok_or_else(|| StoreError::Corrupt(format!("column family {cf} missing")))
+}
+
 /// The key of the marker: no leaf hash is empty.
 pub const MARKER: &[u8] = b"";
 
@@ -225,9 +234,7 @@ pub fn write_sorted(
     end: u64,
     pause: std::time::Duration,
 ) -> Result<(), StoreError> {
-    let handle = db
-        .cf_handle(cf)
-        .ok_or_else(|| StoreError::Corrupt(format!("column family {cf} missing")))?;
+    let handle = cf_of(db, cf)?;
     leaves.sort_unstable();
     let mut wo = WriteOptions::default();
     wo.disable_wal(true);
@@ -242,8 +249,7 @@ pub fn write_sorted(
         if last {
             wb.put_cf(handle, MARKER, end.to_be_bytes());
         }
-        db.write_opt(wb, &wo)
-            .map_err(|e| StoreError::Engine(e.into_string()))?;
+        db.write_opt(wb, &wo).map_err(engine)?;
         if last {
             return Ok(());
         }
@@ -257,13 +263,8 @@ pub fn write_sorted(
 /// below. A column family without one was written by a version that put
 /// every leaf hash in the commit's own batch, so it holds the whole tree.
 pub fn marker(db: &DB, cf: &str, tree_size: u64) -> Result<Option<u64>, StoreError> {
-    let handle = db
-        .cf_handle(cf)
-        .ok_or_else(|| StoreError::Corrupt(format!("column family {cf} missing")))?;
-    match db
-        .get_pinned_cf(handle, MARKER)
-        .map_err(|e| StoreError::Engine(e.into_string()))?
-    {
+    let handle = cf_of(db, cf)?;
+    match db.get_pinned_cf(handle, MARKER).map_err(engine)? {
         Some(v) => {
             let a: [u8; 8] = v[..]
                 .try_into()
@@ -293,13 +294,11 @@ pub fn recover(
     let from = match marker(db, cf, tree_size)? {
         Some(m) => m,
         None => {
-            let handle = db
-                .cf_handle(cf)
-                .ok_or_else(|| StoreError::Corrupt(format!("column family {cf} missing")))?;
+            let handle = cf_of(db, cf)?;
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
             db.put_cf_opt(handle, MARKER, tree_size.to_be_bytes(), &wo)
-                .map_err(|e| StoreError::Engine(e.into_string()))?;
+                .map_err(engine)?;
             return Ok(0);
         }
     };
@@ -315,10 +314,7 @@ pub fn recover(
     }
     let mut run: Vec<(Hash, u64)> = hashes.into_iter().zip(from..).collect();
     write_sorted(db, cf, &mut run, tree_size, std::time::Duration::ZERO)?;
-    let handle = db
-        .cf_handle(cf)
-        .ok_or_else(|| StoreError::Corrupt(format!("column family {cf} missing")))?;
-    db.flush_cf(handle)
-        .map_err(|e| StoreError::Engine(e.into_string()))?;
+    let handle = cf_of(db, cf)?;
+    db.flush_cf(handle).map_err(engine)?;
     Ok(tree_size - from)
 }
