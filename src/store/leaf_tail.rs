@@ -132,10 +132,9 @@ impl LeafTail {
         if st.current.len() >= self.shared.batch {
             self.shared.wake.notify_one();
         }
-        while self.worker.is_some()
-            && st.taken.is_some()
-            && st.current.len() >= MAX_TAIL_BATCHES * self.shared.batch
-        {
+        // The writer takes `current` whenever it holds a batch, so this
+        // waits only while it is busy (or has not woken) that long.
+        while self.worker.is_some() && st.current.len() >= MAX_TAIL_BATCHES * self.shared.batch {
             st = self
                 .shared
                 .written
