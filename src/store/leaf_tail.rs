@@ -75,6 +75,9 @@ struct Shared {
     /// Commits wait here for the worker when the tail is too long.
     written: Condvar,
     batch: usize,
+    /// Held by a test to keep the worker from writing.
+    #[cfg(test)]
+    gate: Mutex<()>,
 }
 
 impl Shared {
@@ -106,6 +109,8 @@ impl LeafTail {
             wake: Condvar::new(),
             written: Condvar::new(),
             batch: batch.max(1),
+            #[cfg(test)]
+            gate: Mutex::new(()),
         });
         let s = shared.clone();
         let worker = std::thread::Builder::new()
@@ -201,6 +206,8 @@ fn run(shared: &Shared, db: &DB, cf: &str) {
             }
         };
         let mut run: Vec<(Hash, u64)> = tail.iter().map(|(h, i)| (*h, *i)).collect();
+        #[cfg(test)]
+        let _gate = shared.gate.lock().unwrap_or_else(|e| e.into_inner());
         match write_sorted(db, cf, &mut run, end, PAUSE) {
             Ok(()) => {
                 shared.lock().taken = None;
@@ -316,4 +323,78 @@ pub fn recover(
     let handle = cf_of(db, cf)?;
     db.flush_cf(handle).map_err(engine)?;
     Ok(tree_size - from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const CF: &str = "leaf_index";
+
+    fn leaf(i: u64) -> Hash {
+        crate::tree::leaf_hash(&i.to_be_bytes())
+    }
+
+    /// A commit faster than the worker waits once the tail is four batches
+    /// long, and goes on when the worker has written.
+    #[test]
+    fn commits_wait_for_the_writer_when_the_tail_is_four_batches_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = Arc::new(DB::open_cf(&opts, dir.path(), [CF]).unwrap());
+        const BATCH: u64 = 50;
+        const TOTAL: u64 = 10 * BATCH;
+        let tail = Arc::new(LeafTail::start(db.clone(), CF, 0, BATCH as usize).unwrap());
+        // The worker may take a batch but not write it.
+        let gate = tail.shared.gate.lock().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let adder = {
+            let tail = tail.clone();
+            std::thread::spawn(move || {
+                for i in 0..TOTAL {
+                    tail.add(i, std::iter::once(leaf(i)));
+                    done_tx.send(i + 1).unwrap();
+                }
+            })
+        };
+        // Adds go on until they stop for half a second.
+        let mut added = 0;
+        while let Ok(n) = done_rx.recv_timeout(Duration::from_millis(500)) {
+            added = n;
+            assert!(n < TOTAL, "all {TOTAL} entries added past a blocked writer");
+        }
+        // The commit that made the tail four batches long is the one
+        // waiting. The worker holds what it took before: one batch, or up
+        // to four if it woke late.
+        assert!(
+            (4 * BATCH - 1..8 * BATCH).contains(&added),
+            "{added} commits returned with the writer blocked"
+        );
+        let held = tail.len() as u64;
+        assert!(held == added + 1 && held <= 8 * BATCH, "a tail of {held}");
+        // Every entry added so far is found, from the tail.
+        for i in 0..added {
+            assert_eq!(tail.get(&leaf(i)), Some(i));
+        }
+        // Let the worker write: the commits go on to the end.
+        drop(gate);
+        while added < TOTAL {
+            added = done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("commits still wait with the writer free");
+        }
+        adder.join().unwrap();
+        let mut tail = Arc::into_inner(tail).unwrap();
+        tail.stop();
+        assert_eq!(marker(&db, CF, TOTAL).unwrap(), Some(TOTAL));
+        let cf = db.cf_handle(CF).unwrap();
+        for i in 0..TOTAL {
+            let v = db.get_cf(cf, leaf(i)).unwrap().unwrap();
+            assert_eq!(v, i.to_be_bytes());
+        }
+    }
 }
