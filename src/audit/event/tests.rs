@@ -377,7 +377,91 @@ mod round_trip {
         })
     }
 
+    /// A JSON number as a client may spell it: any sign, leading part,
+    /// fraction and exponent the grammar allows.
+    fn number_text() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just(""), Just("-")],
+            prop_oneof![Just("0".to_string()), "[1-9][0-9]{0,24}"],
+            proptest::option::of("[0-9]{1,20}"),
+            proptest::option::of((
+                "[eE]",
+                prop_oneof![Just(""), Just("+"), Just("-")],
+                "[0-9]{1,3}",
+            )),
+        )
+            .prop_map(|(sign, int, frac, exp)| {
+                let mut t = format!("{sign}{int}");
+                if let Some(f) = frac {
+                    t += &format!(".{f}");
+                }
+                if let Some((e, s, d)) = exp {
+                    t += &format!("{e}{s}{d}");
+                }
+                t
+            })
+    }
+
+    /// Submits `text` as a number in an event's metadata; if `prepare`
+    /// accepts it, checks the round trip as stored.
+    fn check_number_text(text: &str) -> Result<bool, TestCaseError> {
+        let base = good().to_string();
+        let body = base.replacen(
+            "\"metadata\":{",
+            &format!("\"metadata\":{{\"n\":{text},\"l\":[{text},{{\"m\":{text}}}],"),
+            1,
+        );
+        prop_assert_ne!(&body, &base);
+        let Ok(p) = prepare(body.as_bytes()) else {
+            return Ok(false);
+        };
+        let again = parse_strict(&p.canonical);
+        prop_assert!(again.is_ok(), "{}: {:?}", text, again.err());
+        let again = again.unwrap();
+        prop_assert_eq!(&canonicalize(&again), &p.canonical, "{}", text);
+        let typed: Event = serde_json::from_value(again).unwrap();
+        prop_assert_eq!(&typed, &p.event, "{}", text);
+        Ok(true)
+    }
+
+    #[test]
+    fn number_spellings_read_back_as_stored() {
+        for text in [
+            "1E2",
+            "100e-2",
+            "-0",
+            "-0.0",
+            "0.1e1",
+            "1200.000",
+            "5e-324",
+            "1e-7",
+            "9007199254740991",
+            "-9007199254740991",
+            "9007199254740991.0",
+            "90071992547409910e-1",
+            "1e21",
+            "1.5E+300",
+            "123456789012345678901234567890e-20",
+        ] {
+            assert!(check_number_text(text).unwrap(), "{text} was refused");
+        }
+        for text in [
+            "9007199254740992",
+            "9007199254740992.0",
+            "1e20",
+            "1e400",
+            "-1e16",
+        ] {
+            assert!(!check_number_text(text).unwrap(), "{text} was accepted");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn numbers_as_clients_spell_them_read_back_as_stored(text in number_text()) {
+            check_number_text(&text)?;
+        }
+
         /// What `prepare` accepts reads back, as stored, as the same event:
         /// its canonical bytes parse under the strict rules, canonicalize
         /// to themselves, and give the typed view `prepare` returned.
