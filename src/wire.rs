@@ -96,7 +96,7 @@ pub struct Receipt {
 /// its JSON written straight from them ([`ReceiptParts::to_json`]), the
 /// append path's answer. `to_json` splices the event's bytes in as they
 /// are, so they must be JSON text already checked (the canonical form
-/// `prepare` has just produced and read back), and writes, byte for byte,
+/// `prepare` has just written from the parsed event), and writes, byte for byte,
 /// what serde writes for the `Receipt`, without parsing the event again or
 /// building the owned strings.
 pub struct ReceiptParts<'a> {

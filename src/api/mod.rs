@@ -367,8 +367,8 @@ fn receipt_parts(r: &crate::log::Receipt, witnessed: Option<bool>) -> wire::Rece
 
 /// The answer to an accepted append: its receipt's JSON written straight
 /// from the parts (`wire::ReceiptParts`), the event spliced in as the
-/// canonical bytes `prepare` has just produced and read back, so it is
-/// not parsed again. The bytes are what `Json(receipt(r, witnessed))`
+/// canonical bytes `prepare` has just written from the parsed event, so
+/// they are not parsed again. The bytes are what `Json(receipt(r, witnessed))`
 /// writes.
 fn receipt_response(
     status: axum::http::StatusCode,
