@@ -358,9 +358,19 @@ fn main() {
                             "related": [{"type": "deployment", "id": "fraud-prod"}],
                             "metadata": {"score": 0.5}
                         });
-                        log.append(prepare(v.to_string().as_bytes()).unwrap())
-                            .await
-                            .unwrap();
+                        let p = prepare(v.to_string().as_bytes()).unwrap();
+                        // More appends than the sequencer's queue holds are
+                        // in flight: one it refuses as overloaded is sent
+                        // again, as a client does after a 503.
+                        loop {
+                            match log.append(p.clone()).await {
+                                Ok(_) => break,
+                                Err(modeltrail::Error::Overloaded) => {
+                                    tokio::time::sleep(Duration::from_millis(5)).await
+                                }
+                                Err(e) => panic!("append {k}: {e}"),
+                            }
+                        }
                     })
                 })
                 .collect();
