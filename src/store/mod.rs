@@ -11,9 +11,10 @@
 //!   signed checkpoint) is on stable storage and survives a crash or power
 //!   loss. (The RocksDB store writes its leaf-hash index after the commit,
 //!   and indexes again at open what a crash took from it: to a caller, a
-//!   leaf is found from the moment its commit returns.) If it returns `Err` or the process dies during the call, either
-//!   all of the batch is stored or none of it is; the caller must then reload
-//!   its state from the store before writing again.
+//!   leaf is found from the moment its commit returns.) If it returns `Err`
+//!   or the process dies during the call, either all of the batch is stored
+//!   or none of it is; the caller must then reload its state from the store
+//!   before writing again.
 //! - **Immutability.** Data below the committed tree size never changes, so
 //!   readers that only ask below a size they were told about need no locks.
 //! - **Layout.** Node hashes are stored so that a tile is one read

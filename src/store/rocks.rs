@@ -1380,6 +1380,17 @@ mod tests {
             .count()
     }
 
+    /// A store at `path` given commits of `sizes` leaves, then closed;
+    /// the right edge of its tree.
+    fn committed_and_closed(path: &Path, sizes: &[u64]) -> crate::tree::RightEdge {
+        let store = RocksStore::open(path, &small_leaf_batches()).unwrap();
+        let mut edge = crate::tree::RightEdge::empty();
+        for &n in sizes {
+            commit_leaves(&store, &mut edge, n);
+        }
+        edge
+    }
+
     fn small_leaf_batches() -> RocksOptions {
         RocksOptions {
             leaf_index_batch: 100,
@@ -1436,13 +1447,7 @@ mod tests {
     fn leaf_hashes_a_crash_lost_are_indexed_again_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let mut edge = crate::tree::RightEdge::empty();
-        {
-            let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
-            for n in [300, 555, 45] {
-                commit_leaves(&store, &mut edge, n);
-            }
-        }
+        let mut edge = committed_and_closed(&path, &[300, 555, 45]);
         let size = edge.size();
         let lost_from = 432u64;
         {
@@ -1487,11 +1492,7 @@ mod tests {
     fn a_leaf_index_without_a_marker_holds_the_whole_tree() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let mut edge = crate::tree::RightEdge::empty();
-        {
-            let store = RocksStore::open(&path, &small_leaf_batches()).unwrap();
-            commit_leaves(&store, &mut edge, 250);
-        }
+        committed_and_closed(&path, &[250]);
         {
             let db = raw_db(&path, &ALL_CFS[1..]);
             db.delete_cf(db.cf_handle(CF_LEAF).unwrap(), leaf_tail::MARKER)
