@@ -34,6 +34,7 @@ pub mod fault;
 mod leaf_tail;
 mod mem;
 mod rocks;
+mod tile_file;
 
 pub use cache::{UpperLevels, DEFAULT_MIN_LEVEL};
 pub use mem::MemStore;

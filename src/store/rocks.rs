@@ -31,6 +31,14 @@
 //! one-pass load of the cached upper levels at open, and logs not yet
 //! compacted.
 //!
+//! Row 0's complete tiles are read first from a flat file beside the
+//! tables, `row0.tiles` (`tile_file`): one `pread` at a fixed offset,
+//! whatever the log's size, where a point read in `full_tiles` misses the
+//! block cache once the values outgrow it. The file is a copy written
+//! behind the commits from `full_tiles`, another 64 bytes per entry;
+//! `full_tiles` stays the record, and serves any tile the file does not
+//! hold yet or holds damaged.
+//!
 //! A commit is one `WriteBatch` written with `sync = true`: one WAL fsync,
 //! atomic across column families. The leaf-hash index follows it, in key
 //! order (`leaf_tail`). RocksDB's memory is bounded by one number,
@@ -45,6 +53,7 @@
 //! faster; that is the trade-off to tune.
 
 use super::leaf_tail::{self, LeafTail};
+use super::tile_file::{TileFile, TileSource};
 use super::{
     check_contiguous, Batch, EventId, MetaKey, StateRecord, Store, StoreError, StoredRecord,
 };
@@ -84,6 +93,10 @@ const META_TABLE_FORMAT: &[u8] = b"table_format";
 /// `full_tiles` value for every complete tile.
 const TABLE_FORMAT: &[u8] = b"3";
 const META_PREFIX: &str = "meta/";
+/// How many records of the tile file are synced (`tile_file`).
+const META_TILE_FILE: &[u8] = b"tile_file_synced";
+/// The tile file, in the database's directory: row 0's complete tiles.
+const TILE_FILE: &str = "row0.tiles";
 
 /// The data block size of `node_tiles`: a full tile's 511 nodes take
 /// about 27 KiB, so the nodes a proof reads below the upper levels are
@@ -122,6 +135,95 @@ pub struct RocksStore {
     /// The leaf hashes not yet in `leaf_index`, and their writer: set by
     /// `open` once the column family holds every entry below the tree size.
     leaves: Option<LeafTail>,
+    /// Row 0's complete tiles in a flat file, and its writer (`tile_file`).
+    tiles: Option<TileFile>,
+}
+
+/// The store as the tile file's source: row-0 tile values, and the
+/// file's watermark in the default column family.
+struct RowZeroTiles {
+    db: Arc<DB>,
+}
+
+impl TileSource for RowZeroTiles {
+    fn tile(&self, t: u64) -> Result<Vec<u8>, StoreError> {
+        let mut key = [0u8; 9];
+        key[1..].copy_from_slice(&t.to_be_bytes());
+        let tiles = cf_of(&self.db, CF_TILES)?;
+        if let Some(v) = self.db.get_pinned_cf(tiles, key).map_err(engine)? {
+            return Ok(v.to_vec());
+        }
+        // A tile of a log written before `full_tiles`: from its nodes.
+        let mut tile = TileValue::new();
+        let mut end = key.to_vec();
+        end.push(0xff);
+        each_node_in(&self.db, &key, Some(end), |k, v| {
+            tile.put(k, hash_value(v)?);
+            Ok(())
+        })?;
+        tile.bytes()
+            .ok_or_else(|| StoreError::Corrupt(format!("tile 0/{t} misses nodes")))
+    }
+
+    fn synced(&self) -> Result<u64, StoreError> {
+        match self.db.get_pinned(META_TILE_FILE).map_err(engine)? {
+            Some(v) => u64_value(&v),
+            None => Ok(0),
+        }
+    }
+
+    fn set_synced(&self, n: u64) -> Result<(), StoreError> {
+        // Not synced: the next commit's WAL sync carries it, and one lost
+        // in a crash is an older watermark.
+        self.db.put(META_TILE_FILE, n.to_be_bytes()).map_err(engine)
+    }
+}
+
+fn cf_of<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, StoreError> {
+    db.cf_handle(name)
+        .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+}
+
+/// Every node key from `from` (below `to`, if given) in key order, and
+/// its value.
+fn each_node_in(
+    db: &DB,
+    from: &[u8],
+    to: Option<Vec<u8>>,
+    mut f: impl FnMut(&[u8; 11], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut ro = ReadOptions::default();
+    if let Some(to) = to {
+        ro.set_iterate_upper_bound(to);
+    }
+    let mut it = db.raw_iterator_cf_opt(cf_of(db, CF_NODES)?, ro);
+    it.seek(from);
+    while it.valid() {
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let k: &[u8; 11] = k
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
+            f(k, v)?;
+        }
+        it.next();
+    }
+    it.status().map_err(engine)
+}
+
+/// A complete tile's hashes: pinned in RocksDB, or read from the tile file.
+enum TileBytes<'a> {
+    Stored(rocksdb::DBPinnableSlice<'a>),
+    File(Vec<u8>),
+}
+
+impl std::ops::Deref for TileBytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            TileBytes::Stored(v) => v,
+            TileBytes::File(v) => v,
+        }
+    }
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -336,6 +438,7 @@ impl RocksStore {
         let mut store = RocksStore {
             db: Arc::new(db),
             leaves: None,
+            tiles: None,
         };
         let size = store.tree_size()?;
         let redone = leaf_tail::recover(&store.db, CF_LEAF, size, |from, to| {
@@ -349,6 +452,13 @@ impl RocksStore {
             CF_LEAF,
             size,
             opts.leaf_index_batch,
+        )?);
+        store.tiles = Some(TileFile::open(
+            &path.join(TILE_FILE),
+            Arc::new(RowZeroTiles {
+                db: store.db.clone(),
+            }),
+            size >> 8,
         )?);
         if !store.tables_current()? {
             if store.tree_size()? == 0 {
@@ -482,37 +592,30 @@ impl RocksStore {
         &self,
         from: &[u8],
         to: Option<Vec<u8>>,
-        mut f: impl FnMut(&[u8; 11], &[u8]) -> Result<(), StoreError>,
+        f: impl FnMut(&[u8; 11], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut ro = ReadOptions::default();
-        if let Some(to) = to {
-            ro.set_iterate_upper_bound(to);
-        }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_NODES)?, ro);
-        it.seek(from);
-        while it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                let k: &[u8; 11] = k
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("malformed node key".into()))?;
-                f(k, v)?;
-            }
-            it.next();
-        }
-        it.status().map_err(engine)
+        each_node_in(&self.db, from, to, f)
     }
 
-    /// A tile's value, if it has one, checked to be 510 hashes long.
+    /// A tile's value, if it has one, checked to be 510 hashes long: a
+    /// row-0 tile from the tile file when it holds it, else from
+    /// `full_tiles`.
     fn tile_value(
         &self,
         tiles_cf: &ColumnFamily,
         tile: &TileKey,
-    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, StoreError> {
+    ) -> Result<Option<TileBytes<'_>>, StoreError> {
+        if tile[0] == 0 {
+            let t = u64::from_be_bytes(tile[1..].try_into().unwrap_or([0xff; 8]));
+            if let Some(v) = self.tiles.as_ref().and_then(|f| f.read(t)) {
+                return Ok(Some(TileBytes::File(v)));
+            }
+        }
         let v = self.db.get_pinned_cf(tiles_cf, tile).map_err(engine)?;
         if v.as_ref().is_some_and(|v| v.len() != TILE_BYTES) {
             return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
         }
-        Ok(v)
+        Ok(v.map(TileBytes::Stored))
     }
 
     /// The nodes of `level` from `start` to `end` from their own keys, in
@@ -579,6 +682,13 @@ impl RocksStore {
         Ok(written)
     }
 
+    /// Wait up to `limit` for the tile file to hold every complete tile of
+    /// row 0 (at the first open of a large log it writes them all, in the
+    /// background); whether it does.
+    pub fn wait_for_tile_file(&self, limit: std::time::Duration) -> bool {
+        self.tiles.as_ref().is_some_and(|f| f.wait_written(limit))
+    }
+
     /// Whether every table is in the current format (see `compact`).
     pub fn tables_current(&self) -> Result<bool, StoreError> {
         Ok(self
@@ -634,6 +744,9 @@ impl Drop for RocksStore {
     fn drop(&mut self) {
         if let Some(mut leaves) = self.leaves.take() {
             leaves.stop();
+        }
+        if let Some(mut tiles) = self.tiles.take() {
+            tiles.stop();
         }
         for name in ALL_CFS {
             if let Some(cf) = self.db.cf_handle(name) {
@@ -725,8 +838,14 @@ impl Store for RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(wb, &wo).map_err(engine)?;
-        // The leaf-hash index follows, in key order (`leaf_tail`).
+        // The leaf-hash index follows, in key order (`leaf_tail`), and the
+        // tile file, behind the tiles this commit completed.
         leaves.add(batch.first_index, batch.entries.iter().map(|e| e.leaf_hash));
+        if let Some(tiles) = &self.tiles {
+            if batch.new_size() >> 8 > batch.first_index >> 8 {
+                tiles.completed(batch.new_size() >> 8);
+            }
+        }
         Ok(())
     }
 
@@ -750,7 +869,7 @@ impl Store for RocksStore {
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
         let tiles_cf = self.cf(CF_TILES)?;
         let mut out = vec![None; ids.len()];
-        let mut tiles: std::collections::HashMap<TileKey, Option<rocksdb::DBPinnableSlice<'_>>> =
+        let mut tiles: std::collections::HashMap<TileKey, Option<TileBytes<'_>>> =
             std::collections::HashMap::new();
         let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
         for (n, id) in ids.iter().enumerate() {
@@ -1215,7 +1334,7 @@ mod tests {
     #[test]
     fn each_complete_tile_is_one_value_written_by_the_commit_that_completes_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+        let mut store = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
         let mut edge = crate::tree::RightEdge::empty();
         // Batches that end inside tiles, exactly on a tile's end, and span
         // many tiles; past 65,536 leaves the first tile of row 1 completes.
@@ -1245,6 +1364,9 @@ mod tests {
         assert_tree(&store, size, root, &nodes);
         // Reads of a complete tile's nodes come from its value: one changed
         // there is what `nodes` returns (and a partial tile's from its keys).
+        // Without the tile file, which row 0's reads use first
+        // (`row_zero_tiles_are_read_from_the_tile_file`).
+        drop(store.tiles.take());
         let id = NodeId::new(3, 777);
         let mut k = tile_from_nodes(&store, &tile_key(0, 777 >> 5));
         let at = slot_of_key(&node_key(&id)) * 32;
@@ -1280,6 +1402,74 @@ mod tests {
             store.node_range(0, 500, 600),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn row_zero_tiles_are_read_from_the_tile_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let wait = std::time::Duration::from_secs(10);
+        let mut edge = crate::tree::RightEdge::empty();
+        let size = 3_000;
+        let (root, nodes) = sample_tree(size);
+        let real = |id: NodeId| nodes.iter().find(|(n, _)| *n == id).unwrap().1;
+        let id = NodeId::new(2, 200); // in tile 3 of row 0
+        let key = tile_key(0, 3);
+        let tiles = store_tiles(&path, &mut edge, size);
+        {
+            let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+            let file = store.tiles.as_ref().unwrap();
+            assert!(file.wait_written(wait));
+            assert_eq!(file.ready(), size / 256);
+            assert_tree(&store, size, root, &nodes);
+            // A changed `full_tiles` value is not what is read: the file is.
+            let mut changed = tiles[3].1.clone();
+            changed[slot_of_key(&node_key(&id)) * 32] ^= 1;
+            let cf = store.cf(CF_TILES).unwrap();
+            store.db.put_cf(cf, &key, &changed).unwrap();
+            assert_eq!(store.nodes(&[id]).unwrap(), vec![Some(real(id))]);
+            // A damaged record is not read: the value in `full_tiles` is.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path.join(TILE_FILE))
+                .unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, &[0xaa; 4], 3 * 16_384 + 9).unwrap();
+            let got = store.nodes(&[id]).unwrap()[0].unwrap();
+            assert_ne!(got, real(id));
+            assert_eq!(got[1..], real(id)[1..]);
+            assert_eq!(store.node_range(2, 200, 201).unwrap(), vec![got]);
+            store.db.put_cf(cf, &key, &tiles[3].1).unwrap();
+        }
+        // With no file, the next open writes it again from `full_tiles`.
+        std::fs::remove_file(path.join(TILE_FILE)).unwrap();
+        let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        assert!(store.tiles.as_ref().unwrap().wait_written(wait));
+        assert_eq!(store.nodes(&[id]).unwrap(), vec![Some(real(id))]);
+        assert_tree(&store, size, root, &nodes);
+        assert_eq!(
+            std::fs::metadata(path.join(TILE_FILE)).unwrap().len(),
+            (size / 256) * 16_384
+        );
+    }
+
+    /// Commit `size` leaves in uneven batches, close, and return every
+    /// value in `full_tiles`.
+    fn store_tiles(
+        path: &Path,
+        edge: &mut crate::tree::RightEdge,
+        size: u64,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let store = RocksStore::open(path, &RocksOptions::default()).unwrap();
+        let mut left = size;
+        for n in [1, 300, 255, 1000].into_iter().cycle() {
+            let n = n.min(left);
+            commit_leaves(&store, edge, n);
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        tile_values(&store)
     }
 
     /// The table properties of a column family, summed over its tables.
