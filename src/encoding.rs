@@ -20,12 +20,20 @@ pub fn hex32(h: &Hash32) -> String {
 /// Lowercase hex of a hash written into `buf`, without allocating (a
 /// proof's JSON has up to 64 of them).
 pub fn hex32_str<'a>(h: &Hash32, buf: &'a mut [u8; 64]) -> &'a str {
+    *buf = hex32_bytes(h);
+    // Every byte is an ASCII hex digit.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
+/// Lowercase hex of a hash as bytes, for writers of JSON or text that
+/// need no `str`.
+pub fn hex32_bytes(h: &Hash32) -> [u8; 64] {
+    let mut buf = [0u8; 64];
     for (pair, b) in buf.chunks_exact_mut(2).zip(h) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 15)];
     }
-    // Every byte is an ASCII hex digit.
-    std::str::from_utf8(buf).unwrap_or_default()
+    buf
 }
 
 /// Lowercase hex of any bytes.

@@ -294,7 +294,7 @@ pub(super) async fn event_by_id(
 pub(super) async fn inclusion(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
-) -> Result<Json<wire::InclusionProof>, ApiError> {
+) -> Result<Response, ApiError> {
     let q = Query::of::<InclusionParams>(q.as_deref())?;
     let head_size = st.log.head().size;
     let size = q.u64("tree_size")?.unwrap_or(head_size);
@@ -340,12 +340,10 @@ pub(super) async fn inclusion(
         let (leaf, proof) = log.leaf_and_inclusion_proof(index, size)?;
         Ok((index, leaf, proof))
     })?;
-    Ok(Json(wire::InclusionProof {
-        index,
-        tree_size: size,
-        leaf_hash: Hex32(leaf),
-        proof: wire::hexes(&proof),
-    }))
+    Ok(super::json_bytes(
+        StatusCode::OK,
+        wire::inclusion_proof_json(index, size, &leaf, &proof),
+    ))
 }
 
 /// `GET /v1/proof/consistency`: an RFC 6962 consistency proof.
@@ -354,7 +352,7 @@ pub(super) async fn inclusion(
 pub(super) async fn consistency(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
-) -> Result<Json<wire::ConsistencyProof>, ApiError> {
+) -> Result<Response, ApiError> {
     let q = Query::of::<ConsistencyParams>(q.as_deref())?;
     let old = q
         .u64("old_size")?
@@ -364,11 +362,10 @@ pub(super) async fn consistency(
         None => st.log.head().size,
     };
     let proof = inline(&st.log, move |log| log.consistency_proof(old, new))?;
-    Ok(Json(wire::ConsistencyProof {
-        old_size: old,
-        new_size: new,
-        proof: wire::hexes(&proof),
-    }))
+    Ok(super::json_bytes(
+        StatusCode::OK,
+        wire::consistency_proof_json(old, new, &proof),
+    ))
 }
 
 /// `GET /metrics`: Prometheus metrics.

@@ -375,11 +375,16 @@ fn receipt_response(
     r: &crate::log::Receipt,
     witnessed: Option<bool>,
 ) -> Result<axum::response::Response, Error> {
-    use axum::response::IntoResponse;
     let body = receipt_parts(r, witnessed)
         .to_json()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok((
+    Ok(json_bytes(status, body))
+}
+
+/// An answer whose JSON was written by hand, with the header `Json` sets.
+fn json_bytes(status: axum::http::StatusCode, body: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
         status,
         [(
             axum::http::header::CONTENT_TYPE,
@@ -387,7 +392,7 @@ fn receipt_response(
         )],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// The 422 answer to a submission the registry refused, with the receipt
