@@ -40,10 +40,12 @@ pub const RECORD: usize = 16 << 10;
 const NUMBER_AT: usize = TILE_BYTES;
 const CRC_AT: usize = TILE_BYTES + 8;
 
-/// Records written between two syncs: 16 MiB, 256 Ki entries. A crash
-/// costs the next open at most this many records to write again, in the
-/// background.
-pub const SYNC_EVERY: u64 = 1024;
+/// Records written between two syncs: 256 KiB, 4,096 entries. The sync
+/// shares the disk with the commits' WAL syncs, which wait behind it: at
+/// 1,024 records (16 MiB, most of it still dirty) the sync held commits
+/// for up to 120 ms at 5,000 appends/s (docs/PERFORMANCE.md). A crash
+/// costs the next open at most this many records to write again.
+pub const SYNC_EVERY: u64 = 16;
 
 /// Where the file's tiles come from, and where its watermark is kept.
 pub trait TileSource: Send + Sync + 'static {
