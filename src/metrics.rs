@@ -21,6 +21,9 @@ pub struct Metrics {
     pub memtable_bytes: Gauge,
     pub table_reader_bytes: Gauge,
     pub node_cache_bytes: Gauge,
+    pub tile_file_records: Gauge,
+    pub tile_file_behind: Gauge,
+    pub tile_file_failed_checks: Gauge,
     pub witnessed_size: Gauge,
     pub witness_failures: Counter,
     /// MLflow webhook deliveries accepted, and those ignored (event types
@@ -46,6 +49,9 @@ impl Default for Metrics {
             memtable_bytes: Gauge::default(),
             table_reader_bytes: Gauge::default(),
             node_cache_bytes: Gauge::default(),
+            tile_file_records: Gauge::default(),
+            tile_file_behind: Gauge::default(),
+            tile_file_failed_checks: Gauge::default(),
             witnessed_size: Gauge::default(),
             witness_failures: Counter::default(),
             mlflow_deliveries: Counter::default(),
@@ -133,6 +139,21 @@ impl Default for Metrics {
             "Hashes of the upper tree levels held in memory",
             m.node_cache_bytes.clone(),
         );
+        registry.register(
+            "storage_tile_file_records",
+            "Complete tiles of row 0 in the tile file, read by proofs with one pread",
+            m.tile_file_records.clone(),
+        );
+        registry.register(
+            "storage_tile_file_behind",
+            "Complete tiles of row 0 not yet in the tile file (read from RocksDB meanwhile)",
+            m.tile_file_behind.clone(),
+        );
+        registry.register(
+            "storage_tile_file_failed_checks",
+            "Reads of a tile file record that failed its check (read from RocksDB instead)",
+            m.tile_file_failed_checks.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -144,6 +165,18 @@ impl Metrics {
         self.memtable_bytes.set(m.memtables as i64);
         self.table_reader_bytes.set(m.table_readers as i64);
         self.node_cache_bytes.set(m.node_cache as i64);
+    }
+
+    /// Record the tile file's progress before rendering (nothing where the
+    /// store keeps none).
+    pub fn set_tile_file(&self, t: Option<crate::store::TileFileStatus>) {
+        if let Some(t) = t {
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.tile_file_records.set(gauge(t.records));
+            self.tile_file_behind
+                .set(gauge(t.complete.saturating_sub(t.records)));
+            self.tile_file_failed_checks.set(gauge(t.failed_checks));
+        }
     }
 
     pub fn render(&self) -> String {

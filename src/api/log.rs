@@ -373,6 +373,7 @@ pub(super) async fn consistency(
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), Common))]
 pub(super) async fn metrics(State(st): State<AppState>) -> Response {
     st.log.metrics().set_storage(st.log.storage_memory());
+    st.log.metrics().set_tile_file(st.log.tile_file());
     (
         [(
             header::CONTENT_TYPE,

@@ -563,6 +563,10 @@ impl Log {
     pub fn storage_memory(&self) -> crate::store::MemoryUsage {
         self.store.memory()
     }
+
+    pub fn tile_file(&self) -> Option<crate::store::TileFileStatus> {
+        self.store.tile_file()
+    }
 }
 
 /// The largest entry, which the byte budget must always admit.

@@ -277,6 +277,10 @@ impl Store for UpperLevels {
         self.inner.recover()
     }
 
+    fn tile_file(&self) -> Option<super::TileFileStatus> {
+        self.inner.tile_file()
+    }
+
     fn memory(&self) -> MemoryUsage {
         let mut m = self.inner.memory();
         m.node_cache = self.cached() as u64 * 32;

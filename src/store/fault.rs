@@ -187,6 +187,9 @@ impl Store for FaultyStore {
     fn memory(&self) -> MemoryUsage {
         self.inner.memory()
     }
+    fn tile_file(&self) -> Option<super::TileFileStatus> {
+        self.inner.tile_file()
+    }
     fn recover(&self) -> Result<(), StoreError> {
         self.inner.recover()
     }

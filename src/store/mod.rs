@@ -99,6 +99,19 @@ pub struct MemoryUsage {
     pub node_cache: u64,
 }
 
+/// The RocksDB store's tile file (row 0's complete tiles, read with one
+/// `pread`), for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TileFileStatus {
+    /// Records written and read by proofs.
+    pub records: u64,
+    /// Complete row-0 tiles: those past `records` are read from the
+    /// store until the file's writer reaches them.
+    pub complete: u64,
+    /// Reads of a record that failed its check (and went to the store).
+    pub failed_checks: u64,
+}
+
 /// One new leaf.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
@@ -297,6 +310,11 @@ pub trait Store: Send + Sync + 'static {
     /// readers (bytes). For metrics; empty where the engine has none.
     fn memory(&self) -> MemoryUsage {
         MemoryUsage::default()
+    }
+
+    /// The tile file's progress, where the engine keeps one.
+    fn tile_file(&self) -> Option<TileFileStatus> {
+        None
     }
 
     /// One entry.

@@ -1020,6 +1020,10 @@ impl Store for RocksStore {
             .collect()
     }
 
+    fn tile_file(&self) -> Option<super::TileFileStatus> {
+        self.tiles.as_ref().map(TileFile::status)
+    }
+
     fn memory(&self) -> super::MemoryUsage {
         let mut m = super::MemoryUsage::default();
         let prop = |cf: Option<&ColumnFamily>, name: &rocksdb::properties::PropName| {

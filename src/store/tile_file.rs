@@ -24,11 +24,11 @@
 //! A record: the tile's 510 hashes (16,320 bytes), the tile's number
 //! (u64 LE), the CRC-32C of both (u32 LE), zeros to 16 KiB.
 
-use super::StoreError;
+use super::{StoreError, TileFileStatus};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -98,9 +98,9 @@ struct Shared {
     ready: AtomicU64,
     state: Mutex<State>,
     wake: Condvar,
-    /// Set after the first record that failed its check, so that a bad
-    /// file is reported once, not on every proof.
-    reported: AtomicBool,
+    /// Reads of a record that failed its check: the first is logged, all
+    /// are counted (not on every proof's log line).
+    failed: AtomicU64,
 }
 
 impl Shared {
@@ -145,7 +145,7 @@ impl TileFile {
                 stop: false,
             }),
             wake: Condvar::new(),
-            reported: AtomicBool::new(false),
+            failed: AtomicU64::new(0),
         });
         let s = shared.clone();
         let worker = std::thread::Builder::new()
@@ -185,7 +185,7 @@ impl TileFile {
             r.truncate(TILE_BYTES);
             return Some(r);
         }
-        if !self.shared.reported.swap(true, Ordering::Relaxed) {
+        if self.shared.failed.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::error!(
                 tile = t,
                 error = ?read.err(),
@@ -209,6 +209,16 @@ impl TileFile {
     pub fn progress(&self) -> (u64, u64) {
         let complete = self.shared.lock().complete;
         (self.ready(), complete)
+    }
+
+    /// Records written, tiles complete, and failed checks.
+    pub fn status(&self) -> TileFileStatus {
+        let (records, complete) = self.progress();
+        TileFileStatus {
+            records,
+            complete,
+            failed_checks: self.shared.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// Wait until every complete tile is written, up to `limit`.
@@ -379,6 +389,15 @@ mod tests {
         assert_eq!(f.read(1), None);
         assert_eq!(f.read(2), Some(hashes(2)));
         assert_eq!(f.read(3), None);
+        assert_eq!(f.read(3), None);
+        assert_eq!(
+            f.status(),
+            TileFileStatus {
+                records: 4,
+                complete: 4,
+                failed_checks: 3
+            }
+        );
     }
 
     #[test]

@@ -621,3 +621,44 @@ async fn every_error_answer_is_the_json_error_body() {
     );
     s.stop().await;
 }
+
+/// Past the first 256 entries, proofs read row 0's tiles from the tile
+/// file, and `/metrics` shows how far the file is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tile_file_follows_the_log_and_metrics_show_it() {
+    let mut s = start().await;
+    let numbers: Vec<u64> = (0..300).collect();
+    for chunk in numbers.chunks(25) {
+        let posts = chunk.iter().map(|&n| s.post_owned(event(n)));
+        for (status, r) in futures_util::future::join_all(posts).await {
+            assert_eq!(status, 201, "{r}");
+        }
+    }
+    let (_, cp) = checkpoint(&s).await;
+    let want = |name: &str, n: u64| format!("modeltrail_storage_tile_file_{name} {n}\n");
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = s.get("/metrics").await.text().await.unwrap();
+        if text.contains(&want("behind", 0)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(text.contains(&want("records", cp.size / 256)), "{text}");
+    assert!(text.contains(&want("behind", 0)), "{text}");
+    assert!(text.contains(&want("failed_checks", 0)), "{text}");
+    for index in [0, 1, 128, 255, 256, cp.size - 1] {
+        let (status, p) = s
+            .get_json(&format!(
+                "/v1/proof/inclusion?index={index}&tree_size={}",
+                cp.size
+            ))
+            .await;
+        assert_eq!(status, 200, "{p}");
+        let (_, entry) = s.get_json(&format!("/v1/entries/{index}")).await;
+        let leaf = leaf_hash(&serde_json::to_vec(&entry["event"]).unwrap());
+        assert_eq!(hex32(&p["leaf_hash"]), leaf);
+        verify_inclusion(index, cp.size, &leaf, &hex_list(&p["proof"]), &cp.root).unwrap();
+    }
+    s.stop().await;
+}

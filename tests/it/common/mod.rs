@@ -119,6 +119,11 @@ impl TestServer {
         self.post_raw(event.to_string(), "application/json").await
     }
 
+    /// `post`, taking the event (for futures that outlive a borrow of it).
+    pub async fn post_owned(&self, event: Value) -> (u16, Value) {
+        self.post(&event).await
+    }
+
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
