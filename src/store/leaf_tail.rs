@@ -22,21 +22,13 @@
 //! A lookup reads the tail first, then the column family: the tail is
 //! dropped only after the column family has it.
 
+use super::rocks::{cf_of, engine};
 use super::StoreError;
 use crate::tree::Hash;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-
-fn engine(e: rocksdb::Error) -> StoreError {
-    StoreError::Engine(e.into_string())
-}
-
-fn cf_of<'a>(db: &'a DB, cf: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
-    db.cf_handle(cf)
-        .ok_or_else(|| StoreError::Corrupt(format!("column family {cf} missing")))
-}
 
 /// The key of the marker: no leaf hash is empty.
 pub const MARKER: &[u8] = b"";

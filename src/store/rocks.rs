@@ -155,12 +155,7 @@ impl TileSource for RowZeroTiles {
         }
         // A tile of a log written before `full_tiles`: from its nodes.
         let mut tile = TileValue::new();
-        let mut end = key.to_vec();
-        end.push(0xff);
-        each_node_in(&self.db, &key, Some(end), |k, v| {
-            tile.put(k, hash_value(v)?);
-            Ok(())
-        })?;
+        tile.fill_from_nodes(&self.db, &key)?;
         tile.bytes()
             .ok_or_else(|| StoreError::Corrupt(format!("tile 0/{t} misses nodes")))
     }
@@ -179,7 +174,7 @@ impl TileSource for RowZeroTiles {
     }
 }
 
-fn cf_of<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, StoreError> {
+pub(super) fn cf_of<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, StoreError> {
     db.cf_handle(name)
         .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
 }
@@ -226,7 +221,7 @@ impl std::ops::Deref for TileBytes<'_> {
     }
 }
 
-fn engine(e: rocksdb::Error) -> StoreError {
+pub(super) fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.into_string())
 }
 
@@ -287,6 +282,16 @@ impl TileValue {
         if let Some(s) = self.hashes.get_mut(slot_of_key(k)) {
             *s = Some(h);
         }
+    }
+
+    /// Put in every node the store holds under this tile's key.
+    fn fill_from_nodes(&mut self, db: &DB, key: &TileKey) -> Result<(), StoreError> {
+        let mut end = key.to_vec();
+        end.push(0xff);
+        each_node_in(db, key, Some(end), |k, v| {
+            self.put(k, hash_value(v)?);
+            Ok(())
+        })
     }
 
     fn is_complete(&self) -> bool {
@@ -571,12 +576,7 @@ impl RocksStore {
         let mut out = Vec::with_capacity(tiles.len());
         for (key, mut tile) in tiles {
             if !tile.is_complete() {
-                let mut end = key.to_vec();
-                end.push(0xff);
-                self.each_node(&key, Some(end), |k, v| {
-                    tile.put(k, hash_value(v)?);
-                    Ok(())
-                })?;
+                tile.fill_from_nodes(&self.db, &key)?;
             }
             let value = tile.bytes().ok_or_else(|| {
                 StoreError::Corrupt(format!("tile {key:02x?} is complete but misses nodes"))
@@ -707,9 +707,7 @@ impl RocksStore {
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+        cf_of(&self.db, name)
     }
 
     /// Values for keys `[start, end)` of a column family, in key order.
