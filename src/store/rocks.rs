@@ -32,9 +32,10 @@
 //! compacted.
 //!
 //! Row 0's complete tiles are read first from a flat file beside the
-//! tables, `row0.tiles` (`tile_file`): one `pread` at a fixed offset,
-//! whatever the log's size, where a point read in `full_tiles` misses the
-//! block cache once the values outgrow it. The file is a copy written
+//! tables, `row0.v2.tiles` (`tile_file`): one `pread` at a fixed offset
+//! of the part of a record a proof needs, whatever the log's size, where
+//! a point read in `full_tiles` misses the block cache once the values
+//! outgrow it. The file is a copy written
 //! behind the commits from `full_tiles`, another 64 bytes per entry;
 //! `full_tiles` stays the record, and serves any tile the file does not
 //! hold yet or holds damaged.
@@ -94,9 +95,13 @@ const META_TABLE_FORMAT: &[u8] = b"table_format";
 const TABLE_FORMAT: &[u8] = b"3";
 const META_PREFIX: &str = "meta/";
 /// How many records of the tile file are synced (`tile_file`).
-const META_TILE_FILE: &[u8] = b"tile_file_synced";
+const META_TILE_FILE: &[u8] = b"tile_file_v2_synced";
 /// The tile file, in the database's directory: row 0's complete tiles.
-const TILE_FILE: &str = "row0.tiles";
+const TILE_FILE: &str = "row0.v2.tiles";
+/// The tile file of earlier releases (each record checked whole), and
+/// its watermark: removed at open, the file above is written instead.
+const OLD_TILE_FILE: &str = "row0.tiles";
+const OLD_META_TILE_FILE: &[u8] = b"tile_file_synced";
 
 /// The data block size of `node_tiles`: a full tile's 511 nodes take
 /// about 27 KiB, so the nodes a proof reads below the upper levels are
@@ -253,6 +258,13 @@ fn tile_of_key(k: &[u8; 11]) -> TileKey {
     let mut t = [0u8; 9];
     t.copy_from_slice(&k[..9]);
     t
+}
+
+/// The number of a tile in its row.
+fn tile_number(tile: &TileKey) -> u64 {
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&tile[1..]);
+    u64::from_be_bytes(n)
 }
 
 /// Where the node of this key sits in its tile's value, in hashes.
@@ -458,6 +470,23 @@ impl RocksStore {
             size,
             opts.leaf_index_batch,
         )?);
+        match std::fs::remove_file(path.join(OLD_TILE_FILE)) {
+            Ok(()) => tracing::info!("the tile file is written again in its current layout"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Engine(format!(
+                    "removing the earlier tile file: {e}"
+                )))
+            }
+        }
+        if store
+            .db
+            .get_pinned(OLD_META_TILE_FILE)
+            .map_err(engine)?
+            .is_some()
+        {
+            store.db.delete(OLD_META_TILE_FILE).map_err(engine)?;
+        }
         store.tiles = Some(TileFile::open(
             &path.join(TILE_FILE),
             Arc::new(RowZeroTiles {
@@ -606,16 +635,27 @@ impl RocksStore {
         tile: &TileKey,
     ) -> Result<Option<TileBytes<'_>>, StoreError> {
         if tile[0] == 0 {
-            let t = u64::from_be_bytes(tile[1..].try_into().unwrap_or([0xff; 8]));
-            if let Some(v) = self.tiles.as_ref().and_then(|f| f.read(t)) {
+            if let Some(v) = self.tiles.as_ref().and_then(|f| f.read(tile_number(tile))) {
                 return Ok(Some(TileBytes::File(v)));
             }
         }
+        Ok(self
+            .stored_tile_value(tiles_cf, tile)?
+            .map(TileBytes::Stored))
+    }
+
+    /// A tile's value in `full_tiles`, if it has one, checked to be 510
+    /// hashes long.
+    fn stored_tile_value(
+        &self,
+        tiles_cf: &ColumnFamily,
+        tile: &TileKey,
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, StoreError> {
         let v = self.db.get_pinned_cf(tiles_cf, tile).map_err(engine)?;
         if v.as_ref().is_some_and(|v| v.len() != TILE_BYTES) {
             return Err(StoreError::Corrupt("tile value is not 510 hashes".into()));
         }
-        Ok(v.map(TileBytes::Stored))
+        Ok(v)
     }
 
     /// The nodes of `level` from `start` to `end` from their own keys, in
@@ -861,31 +901,57 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    /// One point read per tile the nodes lie in (a proof's nodes below
-    /// the cached levels are in one or two), and a batched read of the
-    /// nodes of tiles without a value (partial ones).
+    /// A proof's nodes below the cached levels lie in a tile or two of
+    /// each row. A row-0 tile the tile file holds is one read of the part
+    /// of its record with the nodes (`TileFile::read_slots`); any other
+    /// tile is one point read of its value, and the nodes of tiles without
+    /// one (partial ones) are one batched read.
     fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
-        let tiles_cf = self.cf(CF_TILES)?;
+        let keys: Vec<[u8; 11]> = ids.iter().map(node_key).collect();
         let mut out = vec![None; ids.len()];
-        let mut tiles: std::collections::HashMap<TileKey, Option<TileBytes<'_>>> =
-            std::collections::HashMap::new();
+        let mut found = vec![false; ids.len()];
+        if let Some(file) = &self.tiles {
+            let mut tried: Vec<TileKey> = Vec::new();
+            for k in &keys {
+                let tile = tile_of_key(k);
+                if tile[0] != 0 || tried.contains(&tile) {
+                    continue;
+                }
+                tried.push(tile);
+                let at: Vec<usize> = (0..keys.len())
+                    .filter(|&m| tile_of_key(&keys[m]) == tile)
+                    .collect();
+                let slots: Vec<usize> = at.iter().map(|&m| slot_of_key(&keys[m])).collect();
+                if let Some(hashes) = file.read_slots(tile_number(&tile), &slots) {
+                    for (&m, h) in at.iter().zip(hashes) {
+                        out[m] = Some(h);
+                        found[m] = true;
+                    }
+                }
+            }
+        }
+        let tiles_cf = self.cf(CF_TILES)?;
+        let mut values: Vec<(TileKey, Option<rocksdb::DBPinnableSlice<'_>>)> = Vec::new();
         let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
-        for (n, id) in ids.iter().enumerate() {
-            let k = node_key(id);
-            let tile = tile_of_key(&k);
-            let value = match tiles.entry(tile) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(self.tile_value(tiles_cf, &tile)?)
+        for (n, k) in keys.iter().enumerate() {
+            if found[n] {
+                continue;
+            }
+            let tile = tile_of_key(k);
+            let v = match values.iter().position(|(t, _)| *t == tile) {
+                Some(i) => &values[i].1,
+                None => {
+                    values.push((tile, self.stored_tile_value(tiles_cf, &tile)?));
+                    &values[values.len() - 1].1
                 }
             };
-            match value.as_ref() {
+            match v {
                 Some(v) => {
-                    let o = slot_of_key(&k) * 32;
+                    let o = slot_of_key(k) * 32;
                     out[n] = Some(hash_value(&v[o..o + 32])?);
                 }
                 None => {
-                    rest.push(k);
+                    rest.push(*k);
                     rest_at.push(n);
                 }
             }
@@ -1430,21 +1496,39 @@ mod tests {
             let cf = store.cf(CF_TILES).unwrap();
             store.db.put_cf(cf, &key, &changed).unwrap();
             assert_eq!(store.nodes(&[id]).unwrap(), vec![Some(real(id))]);
-            // A damaged record is not read: the value in `full_tiles` is.
+            // A damaged chunk of the record is not read: the value in
+            // `full_tiles` is. Damage elsewhere in it does not stop a
+            // proof's read (it reads the chunks with its nodes), only a
+            // read of the whole tile.
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path.join(TILE_FILE))
                 .unwrap();
-            std::os::unix::fs::FileExt::write_all_at(&f, &[0xaa; 4], 3 * 16_384 + 9).unwrap();
+            let damage = |at: u64| {
+                std::os::unix::fs::FileExt::write_all_at(&f, &[0xaa; 4], 3 * 16_384 + at).unwrap()
+            };
+            damage(9); // in leaf 0's hash: subtree 0
+            assert_eq!(store.nodes(&[id]).unwrap(), vec![Some(real(id))]);
+            assert_ne!(store.node_range(2, 200, 201).unwrap(), vec![real(id)]);
+            damage(1988 + 9); // subtree 1, where node 2/200 lies (leaves 32 to 35)
             let got = store.nodes(&[id]).unwrap()[0].unwrap();
             assert_ne!(got, real(id));
             assert_eq!(got[1..], real(id)[1..]);
             assert_eq!(store.node_range(2, 200, 201).unwrap(), vec![got]);
             store.db.put_cf(cf, &key, &tiles[3].1).unwrap();
         }
-        // With no file, the next open writes it again from `full_tiles`.
+        // With no file, the next open writes it again from `full_tiles`;
+        // the earlier release's file and watermark are removed.
         std::fs::remove_file(path.join(TILE_FILE)).unwrap();
+        std::fs::write(path.join(OLD_TILE_FILE), vec![1u8; 3 * 16_384]).unwrap();
+        {
+            let cfs = DB::list_cf(&Options::default(), &path).unwrap();
+            let db = raw_db(&path, &cfs.iter().map(String::as_str).collect::<Vec<_>>());
+            db.put(OLD_META_TILE_FILE, 3u64.to_be_bytes()).unwrap();
+        }
         let store = RocksStore::open(&path, &RocksOptions::default()).unwrap();
+        assert!(!path.join(OLD_TILE_FILE).exists());
+        assert_eq!(store.db.get(OLD_META_TILE_FILE).unwrap(), None);
         assert!(store.tiles.as_ref().unwrap().wait_written(wait));
         assert_eq!(store.nodes(&[id]).unwrap(), vec![Some(real(id))]);
         assert_tree(&store, size, root, &nodes);
