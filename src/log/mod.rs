@@ -63,6 +63,22 @@ pub struct Head {
     pub root: Hash,
     /// The signed checkpoint note.
     pub checkpoint: String,
+    /// The folds at the tree's right edge proofs at this size use (the
+    /// log's own heads; a head read back from elsewhere holds none).
+    pub edge: tree::EdgeFolds,
+}
+
+impl Head {
+    /// The folds at the edge for a proof at `size`: this head's if it is
+    /// of that size, else none.
+    pub fn edge_at(&self, size: u64) -> &tree::EdgeFolds {
+        static NONE: tree::EdgeFolds = tree::EdgeFolds::none();
+        if self.edge.size() == size {
+            &self.edge
+        } else {
+            &NONE
+        }
+    }
 }
 
 /// The answer to an append.
@@ -174,6 +190,7 @@ fn load_state(store: &dyn Store, signer: &SignerKey, origin: &str) -> Result<Sta
             size,
             root: cp.root,
             checkpoint: signed,
+            edge: tree::EdgeFolds::of(&edge),
         }),
         edge,
     })
@@ -333,7 +350,7 @@ impl Log {
             nodes: &c.nodes,
             store: self.store.as_ref(),
         };
-        let proof = tree::inclusion_plan(c.index, c.head.size)?.fetch(&reader)?;
+        let proof = tree::inclusion_plan(c.index, c.head.size)?.fetch_at(&reader, &c.head.edge)?;
         Ok(Receipt {
             index: c.index,
             event_id,
@@ -361,8 +378,8 @@ impl Log {
             return Err(Error::Conflict { index });
         }
         self.metrics.duplicates.inc();
-        let proof =
-            tree::inclusion_plan(index, head.size)?.fetch(&StoreHashes(self.store.as_ref()))?;
+        let proof = tree::inclusion_plan(index, head.size)?
+            .fetch_at(&StoreHashes(self.store.as_ref()), &head.edge)?;
         Ok(Some(Receipt {
             index,
             event_id: p.event_id(),
@@ -481,13 +498,15 @@ impl Log {
             ));
         }
         let plan = tree::inclusion_plan(index, size)?;
-        let mut ids = plan.node_ids();
+        let head = self.head();
+        let edge = head.edge_at(size);
+        let mut ids = plan.node_ids_at(edge);
         ids.push(NodeId::new(0, index));
         let mut hashes = StoreHashes(self.store.as_ref()).read_hashes(&ids)?;
         let leaf = hashes
             .pop()
             .ok_or_else(|| Error::Internal(format!("leaf hash {index} missing")))?;
-        Ok((leaf, plan.assemble(&hashes)?))
+        Ok((leaf, plan.assemble_at(&hashes, edge)?))
     }
 
     /// Consistency proof between two published sizes, 1 ≤ old ≤ new.
@@ -502,7 +521,9 @@ impl Log {
                 format!("old_size {old} is greater than new_size {new}"),
             ));
         }
-        Ok(tree::consistency_plan(old, new)?.fetch(&StoreHashes(self.store.as_ref()))?)
+        let head = self.head();
+        Ok(tree::consistency_plan(old, new)?
+            .fetch_at(&StoreHashes(self.store.as_ref()), head.edge_at(new))?)
     }
 
     /// Hashes at tree `level`, indexes `[start, start + count)`, all below the

@@ -120,7 +120,9 @@ impl Sequencer {
             for e in &entries {
                 edge.push(e.leaf_hash, &mut nodes);
             }
-            let root = edge.root();
+            // The root, and the folds at the edge proofs at this size use.
+            let folds = crate::tree::EdgeFolds::of(&edge);
+            let root = folds.root();
             let signed = match Checkpoint::new(&self.origin, edge.size(), root).sign(&self.signer) {
                 Ok(s) => s,
                 Err(e) => {
@@ -158,6 +160,7 @@ impl Sequencer {
                 size: edge.size(),
                 root,
                 checkpoint: signed,
+                edge: folds,
             });
             self.state = State {
                 edge,

@@ -93,18 +93,40 @@ fn split_point(n: u64) -> u64 {
 /// large as `hi - lo` for ranges that arise in RFC 6962 proofs and roots, so
 /// each piece is a real node of the tree.
 pub fn range_nodes(lo: u64, hi: u64) -> Vec<NodeId> {
-    let mut out = Vec::with_capacity(64);
-    let mut start = lo;
-    let mut left = hi - lo;
-    while left > 0 {
-        let level = 63 - left.leading_zeros();
-        let size = 1u64 << level;
-        debug_assert_eq!(start % size, 0, "unaligned subtree range");
-        out.push(NodeId::new(level as u8, start >> level));
-        start += size;
-        left -= size;
+    RangeNodes::new(lo, hi).collect()
+}
+
+/// [`range_nodes`] one by one, without a vector: one piece per set bit of
+/// `hi - lo`.
+struct RangeNodes {
+    start: u64,
+    left: u64,
+}
+
+impl RangeNodes {
+    fn new(lo: u64, hi: u64) -> Self {
+        RangeNodes {
+            start: lo,
+            left: hi.saturating_sub(lo),
+        }
     }
-    out
+}
+
+impl Iterator for RangeNodes {
+    type Item = NodeId;
+
+    fn next(&mut self) -> Option<NodeId> {
+        if self.left == 0 {
+            return None;
+        }
+        let level = 63 - self.left.leading_zeros();
+        let size = 1u64 << level;
+        debug_assert_eq!(self.start % size, 0, "unaligned subtree range");
+        let id = NodeId::new(level as u8, self.start >> level);
+        self.start += size;
+        self.left -= size;
+        Some(id)
+    }
 }
 
 /// Fold the hashes of [`range_nodes`] (left to right) into the subtree hash:
@@ -137,10 +159,20 @@ pub struct ProofPlan {
 impl ProofPlan {
     /// Every stored node the proof needs, in the order `assemble` expects.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.ranges
-            .iter()
-            .flat_map(|&(lo, hi)| range_nodes(lo, hi))
-            .collect()
+        self.node_ids_at(&EdgeFolds::default())
+    }
+
+    /// The stored nodes the proof needs besides what `edge` holds (when it
+    /// is the right edge of the proof's tree), in the order
+    /// [`ProofPlan::assemble_at`] expects.
+    pub fn node_ids_at(&self, edge: &EdgeFolds) -> Vec<NodeId> {
+        let mut out = Vec::with_capacity(self.ranges.len() + 8);
+        for &(lo, hi) in &self.ranges {
+            if edge.get(lo, hi).is_none() {
+                out.extend(RangeNodes::new(lo, hi));
+            }
+        }
+        out
     }
 
     /// Number of hashes in the finished proof.
@@ -154,10 +186,20 @@ impl ProofPlan {
 
     /// Fold hashes read for [`ProofPlan::node_ids`] into the proof.
     pub fn assemble(&self, hashes: &[Hash]) -> Result<Vec<Hash>, TreeError> {
+        self.assemble_at(hashes, &EdgeFolds::default())
+    }
+
+    /// Fold hashes read for [`ProofPlan::node_ids_at`] into the proof,
+    /// taking what `edge` holds from it.
+    pub fn assemble_at(&self, hashes: &[Hash], edge: &EdgeFolds) -> Result<Vec<Hash>, TreeError> {
         let mut out = Vec::with_capacity(self.ranges.len());
         let mut pos = 0;
         for &(lo, hi) in &self.ranges {
-            let n = range_nodes(lo, hi).len();
+            if let Some(h) = edge.get(lo, hi) {
+                out.push(h);
+                continue;
+            }
+            let n = (hi - lo).count_ones() as usize;
             let part = hashes.get(pos..pos + n).ok_or(TreeError::MissingNode {
                 level: 0,
                 index: lo,
@@ -170,8 +212,77 @@ impl ProofPlan {
 
     /// Plan, read and assemble in one call.
     pub fn fetch<R: HashReader + ?Sized>(&self, reader: &R) -> Result<Vec<Hash>, TreeError> {
-        let hashes = reader.read_hashes(&self.node_ids())?;
-        self.assemble(&hashes)
+        self.fetch_at(reader, &EdgeFolds::default())
+    }
+
+    /// [`ProofPlan::fetch`], taking what `edge` holds from it.
+    pub fn fetch_at<R: HashReader + ?Sized>(
+        &self,
+        reader: &R,
+        edge: &EdgeFolds,
+    ) -> Result<Vec<Hash>, TreeError> {
+        let hashes = reader.read_hashes(&self.node_ids_at(edge))?;
+        self.assemble_at(&hashes, edge)
+    }
+}
+
+/// The hashes of the RFC 6962 subtrees `[lo, size)` of one tree, for each
+/// `lo` where a piece of its right edge starts, largest first; the first
+/// is the root. They are the accumulators of the fold that makes the root,
+/// so the sequencer has them for free. An element of a proof at that size
+/// is either one stored node or one of these (a range ending at the right
+/// edge), so with them at hand a proof at the log's size reads and hashes
+/// nothing there. The default holds nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EdgeFolds {
+    size: u64,
+    folds: Vec<(u64, Hash)>,
+}
+
+impl EdgeFolds {
+    /// Nothing: every proof reads its nodes.
+    pub const fn none() -> Self {
+        EdgeFolds {
+            size: 0,
+            folds: Vec::new(),
+        }
+    }
+
+    pub fn of(edge: &RightEdge) -> Self {
+        let mut folds = Vec::with_capacity(edge.nodes.len());
+        let mut acc: Option<Hash> = None;
+        for (id, h) in edge.nodes.iter().rev() {
+            let f = match acc {
+                None => *h,
+                Some(a) => node_hash(h, &a),
+            };
+            acc = Some(f);
+            folds.push((id.index << id.level, f));
+        }
+        folds.reverse();
+        EdgeFolds {
+            size: edge.size,
+            folds,
+        }
+    }
+
+    /// The tree's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the tree.
+    pub fn root(&self) -> Hash {
+        self.folds.first().map_or_else(empty_root, |f| f.1)
+    }
+
+    /// The hash of `[lo, hi)`, if `hi` is this tree's size and `lo` the
+    /// start of a piece of its edge.
+    fn get(&self, lo: u64, hi: u64) -> Option<Hash> {
+        if hi != self.size {
+            return None;
+        }
+        self.folds.iter().find(|f| f.0 == lo).map(|f| f.1)
     }
 }
 

@@ -247,3 +247,62 @@ fn missing_nodes_are_reported() {
     let err = inclusion_plan(3, 20).unwrap().fetch(&reader).unwrap_err();
     assert!(matches!(err, TreeError::MissingNode { .. }));
 }
+
+/// A reader that counts the nodes it is asked for.
+struct Counting<'a>(&'a MapReader, std::cell::Cell<usize>);
+
+impl HashReader for Counting<'_> {
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, TreeError> {
+        self.1.set(self.1.get() + ids.len());
+        self.0.read_hashes(ids)
+    }
+}
+
+#[test]
+fn proofs_with_the_edge_folds_are_the_same_and_fold_nothing() {
+    let (mut reference, reader, roots) = build(MAX);
+    let mut edge = RightEdge::empty();
+    let mut sink = Vec::new();
+    let mut before = EdgeFolds::of(&edge);
+    assert_eq!(before.root(), empty_root());
+    for n in 1..=MAX {
+        edge.push(reference.leaves[n as usize - 1], &mut sink);
+        let folds = EdgeFolds::of(&edge);
+        assert_eq!(folds.size(), n);
+        assert_eq!(folds.root(), roots[n as usize], "root at {n}");
+        let counting = Counting(&reader, std::cell::Cell::new(0));
+        let mut plans: Vec<_> = (0..n)
+            .map(|i| (inclusion_plan(i, n).unwrap(), reference.path(i, 0, n)))
+            .collect();
+        for m in 1..=n {
+            plans.push((
+                consistency_plan(m, n).unwrap(),
+                reference.subproof(m, 0, n, true),
+            ));
+        }
+        for (plan, want) in plans {
+            counting.1.set(0);
+            assert_eq!(plan.fetch_at(&counting, &folds).unwrap(), want, "at {n}");
+            // Every element that is a fold of several nodes (they all end
+            // at the edge) comes from the folds; each other one is at most
+            // one stored node.
+            for &(lo, hi) in &plan.ranges {
+                if (hi - lo).count_ones() > 1 {
+                    assert_eq!(hi, n);
+                    assert!(folds.get(lo, hi).is_some(), "{lo}..{hi} at {n}");
+                }
+            }
+            let read = plan
+                .ranges
+                .iter()
+                .filter(|r| folds.get(r.0, r.1).is_none())
+                .count();
+            assert_eq!(counting.1.get(), read, "{plan:?} at {n}");
+            assert_eq!(plan.node_ids_at(&folds).len(), read);
+            // The folds of another size, or none, are not used.
+            assert_eq!(plan.fetch_at(&reader, &before).unwrap(), want);
+            assert_eq!(plan.fetch_at(&reader, &EdgeFolds::none()).unwrap(), want);
+        }
+        before = folds;
+    }
+}

@@ -24,6 +24,7 @@ use super::{parse_size_body, AddCheckpoint, SIZE_CONTENT_TYPE};
 use crate::log::{Head, Log};
 use crate::note::{Checkpoint, Note, Signature, VerifierKey};
 use crate::store::MetaKey;
+use crate::tree::EdgeFolds;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -122,6 +123,7 @@ impl Collector {
                     size: cp.size,
                     root: cp.root,
                     checkpoint,
+                    edge: EdgeFolds::none(),
                 }))
             }
             None => None,
@@ -209,6 +211,7 @@ async fn run(
                             size: head.size,
                             root: head.root,
                             checkpoint: signed,
+                            edge: head.edge.clone(),
                         }));
                     }
                     Ok(Err(e)) => {
