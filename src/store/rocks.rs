@@ -248,7 +248,7 @@ pub fn node_key(id: &NodeId) -> [u8; 11] {
 const TILE_NODES: usize = 510;
 const TILE_BYTES: usize = TILE_NODES * 32;
 /// Where each level of a row starts in a tile's value, in hashes.
-const TILE_LEVEL_START: [usize; 8] = [0, 256, 384, 448, 480, 496, 504, 508];
+pub(super) const TILE_LEVEL_START: [usize; 8] = [0, 256, 384, 448, 480, 496, 504, 508];
 
 /// A `full_tiles` key: tile row (u8) ‖ tile (u64 BE).
 type TileKey = [u8; 9];

@@ -32,6 +32,9 @@
 //! top: one read from the one to the other, 2.4 KiB to 8.4 KiB instead of
 //! 16 KiB, and a CRC over the two chunks only.
 
+// Where each level of a tile starts in its value (`full_tiles`), in
+// hashes: 256 leaves' level first, the two children of the root last.
+use super::rocks::TILE_LEVEL_START as LEVEL_START;
 use super::{StoreError, TileFileStatus};
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -46,9 +49,6 @@ pub const TILE_BYTES: usize = 510 * 32;
 /// One record: nine chunks, padding to 16 KiB (four whole pages).
 pub const RECORD: usize = 16 << 10;
 
-/// Where each level of a tile starts in its value (`full_tiles`), in
-/// hashes: 256 leaves' level first, the two children of the root last.
-const LEVEL_START: [usize; 8] = [0, 256, 384, 448, 480, 496, 504, 508];
 /// Where each of levels 0 to 4 starts in a subtree chunk, and each of
 /// levels 5 to 7 in the top chunk, in hashes.
 const SUB_START: [usize; 5] = [0, 32, 48, 56, 60];
