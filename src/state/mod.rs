@@ -583,8 +583,14 @@ pub fn repair_lineage(store: &dyn Store, size: u64) -> Result<u64, StateError> {
 /// a store written by an earlier layout gets its index rebuilt from the
 /// entries (once; blocking). Returns how many keys were written.
 pub fn ensure_lineage(store: &dyn Store) -> Result<u64, StateError> {
-    use crate::store::LINEAGE_LAYOUT;
-    if store.get_meta(MetaKey::LineageLayout)?.as_deref() == Some(LINEAGE_LAYOUT) {
+    use crate::store::{LINEAGE_LAYOUT, LINEAGE_LAYOUT_SINGLE};
+    let layout = store.get_meta(MetaKey::LineageLayout)?;
+    if layout.as_deref() == Some(LINEAGE_LAYOUT) {
+        return Ok(0);
+    }
+    if layout.as_deref() == Some(LINEAGE_LAYOUT_SINGLE) {
+        // Complete, in keys of one entry each: read as they are.
+        store.put_meta(MetaKey::LineageLayout, LINEAGE_LAYOUT)?;
         return Ok(0);
     }
     let size = store.tree_size()?;
@@ -614,11 +620,9 @@ mod lineage_tests {
     use crate::audit::event::prepare;
     use crate::store::{mention_key, Batch, MemStore, NewEntry, Role, LINEAGE_LAYOUT};
 
-    #[test]
-    fn an_index_in_an_earlier_layout_is_rebuilt_once() {
-        let store = MemStore::new();
-        // Entries committed without lineage keys, as a store of an earlier
-        // layout looks once its old index is dropped.
+    /// Six predictions committed without lineage keys, as a store of an
+    /// earlier layout looks once its old index is dropped.
+    fn commit_unindexed(store: &dyn Store) {
         let entries: Vec<NewEntry> = (0..6u8)
             .map(|i| {
                 let p = prepare(
@@ -648,6 +652,12 @@ mod lineage_tests {
                 checkpoint: b"cp",
             })
             .unwrap();
+    }
+
+    #[test]
+    fn an_index_in_an_earlier_layout_is_rebuilt_once() {
+        let store = MemStore::new();
+        commit_unindexed(&store);
         // Two lineage keys and three auditor keys (actor, action, month) each.
         assert_eq!(ensure_lineage(&store).unwrap(), 30);
         assert_eq!(
@@ -667,6 +677,34 @@ mod lineage_tests {
             (0..6).collect::<Vec<u64>>()
         );
         assert_eq!(ensure_lineage(&store).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_index_of_one_key_per_entry_is_taken_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::RocksStore::open(
+            &dir.path().join("db"),
+            &crate::store::RocksOptions::default(),
+        )
+        .unwrap();
+        commit_unindexed(&store);
+        let d = mention_key("deployment", "d");
+        store
+            .put_mentions(&[(0, d.clone(), Role::Related), (3, d.clone(), Role::Related)])
+            .unwrap();
+        store
+            .put_meta(MetaKey::LineageLayout, crate::store::LINEAGE_LAYOUT_SINGLE)
+            .unwrap();
+        // Not rebuilt from the entries: what was there is what is read.
+        assert_eq!(ensure_lineage(&store).unwrap(), 0);
+        assert_eq!(
+            store.get_meta(MetaKey::LineageLayout).unwrap().as_deref(),
+            Some(LINEAGE_LAYOUT)
+        );
+        assert_eq!(
+            store.mentions_as(&d, Role::Related, 0, 100).unwrap(),
+            [0, 3]
+        );
     }
 }
 

@@ -55,6 +55,39 @@ fn append(store: &dyn Store, edge: &mut RightEdge, n: u64) {
         .unwrap();
 }
 
+/// Check the mentions of `prefix` in `role` from each of `froms`, in
+/// pages of each of `limits`, and the last before each, against `all`.
+pub fn check_mentions(
+    store: &dyn Store,
+    prefix: &[u8],
+    role: Role,
+    all: &[u64],
+    froms: impl IntoIterator<Item = u64>,
+    limits: &[usize],
+) {
+    for from in froms {
+        for &limit in limits {
+            let want: Vec<u64> = all
+                .iter()
+                .copied()
+                .filter(|i| *i >= from)
+                .take(limit)
+                .collect();
+            assert_eq!(
+                store.mentions_as(prefix, role, from, limit).unwrap(),
+                want,
+                "{role:?} from {from}, {limit}"
+            );
+        }
+        let before = all.iter().copied().filter(|i| *i < from).max();
+        assert_eq!(
+            store.last_mention(prefix, role, from).unwrap(),
+            before,
+            "{role:?} before {from}"
+        );
+    }
+}
+
 /// Check every read against what was written.
 fn check_contents(store: &dyn Store, size: u64) {
     // The upper levels, however an engine reads them, are the levels'
@@ -146,6 +179,15 @@ fn check_contents(store: &dyn Store, size: u64) {
             .unwrap(),
         None
     );
+    // From every index, in pages of one and of three, and the last before
+    // every index: a store may keep a commit's mentions of one id together,
+    // and these start and end inside such a group.
+    if size <= 300 {
+        let related: Vec<u64> = (0..size).filter(|i| i % 5 != 0 && i % 2 == 0).collect();
+        for (role, all) in [(Role::Subject, &subjects), (Role::Related, &related)] {
+            check_mentions(store, &mixed, role, all, 0..=size, &[1, 3]);
+        }
+    }
 
     assert_eq!(store.tree_size().unwrap(), size);
     assert_eq!(

@@ -182,9 +182,72 @@ fn mention_index(role_prefix: &[u8], key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(rest.try_into().ok()?))
 }
 
+/// The value of a lineage key that stands for a group of entries: the
+/// indexes after the key's own, each as its distance from the one before
+/// (LEB128). The entries of one commit that mention an id the same way
+/// (the actor, the action, the month, a deployment) are one key, not one
+/// each; a key with an empty value is a group of one, as every key
+/// written before groups was.
+fn mention_group_value(first: u64, rest: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev = first;
+    for i in rest {
+        let mut d = i - prev;
+        prev = i;
+        loop {
+            let low = (d & 0x7f) as u8;
+            d >>= 7;
+            if d == 0 {
+                out.push(low);
+                break;
+            }
+            out.push(low | 0x80);
+        }
+    }
+    out
+}
+
+/// The indexes of a lineage group: its key's `first`, then those its
+/// value adds, strictly increasing.
+fn mention_group(first: u64, value: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let bad = || StoreError::Corrupt("malformed lineage group".into());
+    let mut out = vec![first];
+    let mut prev = first;
+    let mut d = 0u64;
+    let mut shift = 0u32;
+    for &b in value {
+        if shift > 63 || (shift == 63 && b > 1) {
+            return Err(bad());
+        }
+        d |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 != 0 {
+            shift += 7;
+            continue;
+        }
+        if d == 0 {
+            return Err(bad());
+        }
+        prev = prev.checked_add(d).ok_or_else(bad)?;
+        out.push(prev);
+        d = 0;
+        shift = 0;
+    }
+    if shift != 0 {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
 /// The version of the lineage index layout this code writes.
-/// "3": with the auditor's keys (actor, action, month).
-pub const LINEAGE_LAYOUT: &[u8] = b"3";
+/// "3": with the auditor's keys (actor, action, month), one key per entry.
+/// "4": a commit's entries that mention an id the same way are one key
+/// (`mention_group_value`). A layout-3 index is a layout-4 index whose
+/// groups all hold one entry, so it is taken as it is; the new number
+/// keeps an earlier version from reading groups as their first entry
+/// alone (it rebuilds its own index instead).
+pub const LINEAGE_LAYOUT: &[u8] = b"4";
+/// The earlier layout this code reads as it is.
+pub const LINEAGE_LAYOUT_SINGLE: &[u8] = b"3";
 
 /// Everything one sequencer batch writes, atomically.
 #[derive(Debug)]
@@ -362,3 +425,57 @@ fn check_contiguous(committed: u64, batch: &Batch<'_>) -> Result<(), StoreError>
 
 #[cfg(test)]
 mod conformance;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_lineage_group_reads_back_as_written(
+            first in any::<u64>(),
+            gaps in proptest::collection::vec(1u64..=u64::MAX, 0..40),
+        ) {
+            let mut want = vec![first];
+            for g in gaps {
+                match want.last().unwrap().checked_add(g) {
+                    Some(i) => want.push(i),
+                    None => break,
+                }
+            }
+            let value = mention_group_value(first, want[1..].iter().copied());
+            prop_assert_eq!(mention_group(first, &value).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_lineage_group_is_small_and_malformed_values_are_refused() {
+        // A batch's neighbours cost a byte each; a key of earlier versions
+        // (no value) is a group of one.
+        let v = mention_group_value(1000, [1001, 1002, 1130, 1131]);
+        assert_eq!(v, [1, 1, 0x80, 1, 1]);
+        assert_eq!(mention_group(7, &[]).unwrap(), [7]);
+        for bad in [
+            &[0x80][..],                                                    // cut short
+            &[0][..],                                                       // no distance
+            &[0x80, 0][..], // no distance, long form
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2][..], // beyond 64 bits
+            &[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0,
+            ][..],
+        ] {
+            assert!(
+                matches!(mention_group(5, bad), Err(StoreError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
+        // Past the last index there is none.
+        let v = mention_group_value(u64::MAX - 1, [u64::MAX]);
+        assert_eq!(
+            mention_group(u64::MAX - 1, &v).unwrap(),
+            [u64::MAX - 1, u64::MAX]
+        );
+        assert!(mention_group(u64::MAX, &v).is_err());
+    }
+}

@@ -848,9 +848,22 @@ impl Store for RocksStore {
         for (id, index) in &ids {
             wb.put_cf(event, id, index);
         }
+        // The batch's keys of one id and role, now neighbours, are one
+        // key: the first's, with the others in its value.
         lineage.sort_unstable();
-        for k in &lineage {
-            wb.put_cf(mentions, k, []);
+        let mut rest = lineage.as_slice();
+        while let Some((first, more)) = rest.split_first() {
+            let stem = &first[..first.len() - 8];
+            let n = more
+                .iter()
+                .take_while(|k| k.len() == first.len() && k.starts_with(stem))
+                .count();
+            let index =
+                |k: &[u8]| u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or_default());
+            let value =
+                super::mention_group_value(index(first), more[..n].iter().map(|k| index(k)));
+            wb.put_cf(mentions, first, value);
+            rest = &more[n..];
         }
         let mut node_keys: Vec<([u8; 11], &Hash)> = batch
             .nodes
@@ -1122,21 +1135,38 @@ impl Store for RocksStore {
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
         let under = super::role_prefix(prefix, role);
-        let start = super::mention_full_key(prefix, from, role);
         let mut end = under.clone();
         end.extend_from_slice(&[0xff; 9]);
         let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(under.clone());
         ro.set_iterate_upper_bound(end);
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LINEAGE)?, ro);
-        it.seek(&start);
+        // The group holding `from` starts at or before it. Groups do not
+        // overlap: each ends before the next one's first index.
+        let start = super::mention_full_key(prefix, from, role);
+        it.seek_for_prev(&start);
+        if !it.valid() {
+            it.seek(&start);
+        }
         let mut out = Vec::new();
+        let mut last: Option<u64> = None;
         while it.valid() && out.len() < limit {
-            if let Some(k) = it.key() {
-                out.push(
-                    super::mention_index(&under, k)
-                        .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?,
-                );
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            let first = super::mention_index(&under, k)
+                .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
+            if last.is_some_and(|l| first <= l) {
+                return Err(StoreError::Corrupt("lineage groups overlap".into()));
             }
+            let group = super::mention_group(first, v)?;
+            last = group.last().copied();
+            out.extend(
+                group
+                    .into_iter()
+                    .filter(|&i| i >= from)
+                    .take(limit - out.len()),
+            );
             it.next();
         }
         it.status().map_err(engine)?;
@@ -1156,12 +1186,19 @@ impl Store for RocksStore {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(under.clone());
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LINEAGE)?, ro);
+        // The last group that starts before `before`: one commit's
+        // entries, so no other group holds an index between its first
+        // and `before`.
         it.seek_for_prev(super::mention_full_key(prefix, before - 1, role));
-        let found = match it.key() {
-            Some(k) if it.valid() => Some(
-                super::mention_index(&under, k)
-                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?,
-            ),
+        let found = match (it.key(), it.value()) {
+            (Some(k), Some(v)) if it.valid() => {
+                let first = super::mention_index(&under, k)
+                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
+                super::mention_group(first, v)?
+                    .into_iter()
+                    .take_while(|&i| i < before)
+                    .last()
+            }
             _ => None,
         };
         it.status().map_err(engine)?;
@@ -1169,10 +1206,54 @@ impl Store for RocksStore {
     }
 
     fn put_mentions(&self, items: &[(u64, Vec<u8>, super::Role)]) -> Result<(), StoreError> {
+        // An index inside a group's span goes into that group, so groups
+        // never overlap; any other is a group of one.
         let cf = self.cf(CF_LINEAGE)?;
-        let mut wb = WriteBatch::default();
+        let mut groups: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = Default::default();
         for (index, prefix, role) in items {
-            wb.put_cf(cf, super::mention_full_key(prefix, *index, *role), []);
+            let under = super::role_prefix(prefix, *role);
+            let key = super::mention_full_key(prefix, *index, *role);
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_lower_bound(under.clone());
+            let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+            it.seek_for_prev(&key);
+            let covering = match (it.key(), it.value()) {
+                (Some(k), Some(v)) if it.valid() => {
+                    let first = super::mention_index(&under, k)
+                        .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
+                    Some((k.to_vec(), super::mention_group(first, v)?))
+                }
+                _ => None,
+            };
+            it.status().map_err(engine)?;
+            // What this call changed before wins over what is stored.
+            let earlier = groups
+                .range(under.clone()..=key.clone())
+                .next_back()
+                .map(|(k, g)| (k.clone(), g.clone()));
+            let covering = match (earlier, covering) {
+                (Some(e), Some(c)) => Some(if e.0 >= c.0 { e } else { c }),
+                (e, c) => e.or(c),
+            };
+            match covering {
+                Some((k, mut g)) if g.last().is_some_and(|&l| l >= *index) => {
+                    if let Err(at) = g.binary_search(index) {
+                        g.insert(at, *index);
+                        groups.insert(k, g);
+                    }
+                }
+                _ => {
+                    groups.entry(key).or_insert_with(|| vec![*index]);
+                }
+            }
+        }
+        let mut wb = WriteBatch::default();
+        for (key, g) in &groups {
+            wb.put_cf(
+                cf,
+                key,
+                super::mention_group_value(g[0], g[1..].iter().copied()),
+            );
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -1239,6 +1320,7 @@ impl Store for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{mention_index, mention_key, role_prefix, Role};
 
     #[test]
     fn the_lineage_index_of_earlier_versions_is_dropped_at_open() {
@@ -1339,6 +1421,27 @@ mod tests {
         }
     }
 
+    /// Commit `entries` in one batch after the leaves of `edge`.
+    fn commit_entries(
+        store: &RocksStore,
+        edge: &mut crate::tree::RightEdge,
+        entries: &[super::super::NewEntry],
+    ) {
+        let first_index = edge.size();
+        let mut nodes = Vec::new();
+        for e in entries {
+            edge.push(e.leaf_hash, &mut nodes);
+        }
+        store
+            .commit(&Batch {
+                first_index,
+                entries,
+                nodes: &nodes,
+                checkpoint: b"cp",
+            })
+            .unwrap();
+    }
+
     /// Commit leaves `first..first + n` (leaf bytes: the index) in one batch.
     fn commit_leaves(store: &RocksStore, edge: &mut crate::tree::RightEdge, n: u64) {
         let first = edge.size();
@@ -1355,18 +1458,161 @@ mod tests {
                 }
             })
             .collect();
-        let mut nodes = Vec::new();
-        for e in &entries {
-            edge.push(e.leaf_hash, &mut nodes);
-        }
+        commit_entries(store, edge, &entries);
+    }
+
+    /// The lineage keys under `(kind, id)` in `role`, with their values.
+    fn lineage_keys(store: &RocksStore, kind: &str, id: &str, role: Role) -> Vec<(u64, Vec<u8>)> {
+        let prefix = mention_key(kind, id);
+        let under = role_prefix(&prefix, role);
         store
-            .commit(&Batch {
-                first_index: first,
-                entries: &entries,
-                nodes: &nodes,
-                checkpoint: b"cp",
-            })
+            .db
+            .prefix_iterator_cf(store.cf(CF_LINEAGE).unwrap(), &under)
+            .map(|kv| kv.unwrap())
+            .take_while(|(k, _)| k.starts_with(&under))
+            .map(|(k, v)| (mention_index(&under, &k).unwrap(), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_commits_mentions_of_one_id_are_one_key_and_read_with_single_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
+        // Every entry: its own subject, the month as subject, and a
+        // deployment in `related` by every other entry.
+        let commit = |first: u64, n: u64, edge: &mut crate::tree::RightEdge| {
+            let entries: Vec<super::super::NewEntry> = (first..first + n)
+                .map(|i| {
+                    let bytes = format!("{{\"i\":{i}}}").into_bytes();
+                    let mut event_id = [0u8; 16];
+                    event_id[8..].copy_from_slice(&i.to_be_bytes());
+                    let mut mentions = vec![
+                        (mention_key("prediction", &format!("p{i}")), Role::Subject),
+                        (mention_key("@month", "2025-05"), Role::Subject),
+                    ];
+                    if i % 2 == 0 {
+                        mentions.push((mention_key("deployment", "d"), Role::Related));
+                    }
+                    super::super::NewEntry {
+                        leaf_hash: crate::tree::leaf_hash(&bytes),
+                        bytes: std::sync::Arc::new(bytes),
+                        event_id,
+                        mentions,
+                    }
+                })
+                .collect();
+            commit_entries(&store, edge, &entries);
+        };
+        let mut edge = crate::tree::RightEdge::empty();
+        commit(0, 10, &mut edge);
+        commit(10, 1, &mut edge);
+        commit(11, 300, &mut edge);
+        // One key per commit for the shared ids, the first entry's, and
+        // one byte per other entry; one key per prediction.
+        let month = lineage_keys(&store, "@month", "2025-05", Role::Subject);
+        assert_eq!(
+            month.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [0, 10, 11]
+        );
+        assert_eq!(month[0].1, [1; 9]);
+        assert!(month[1].1.is_empty());
+        assert_eq!(month[2].1.len(), 299);
+        let deployment = lineage_keys(&store, "deployment", "d", Role::Related);
+        assert_eq!(
+            deployment.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [0, 10, 12]
+        );
+        assert_eq!(
+            lineage_keys(&store, "prediction", "p7", Role::Subject),
+            [(7, vec![])]
+        );
+
+        let month_key = mention_key("@month", "2025-05");
+        let all: Vec<u64> = (0..311).collect();
+        assert_eq!(
+            store
+                .mentions_as(&month_key, Role::Subject, 0, usize::MAX)
+                .unwrap(),
+            all
+        );
+        assert_eq!(
+            store.mentions_as(&month_key, Role::Subject, 9, 3).unwrap(),
+            [9, 10, 11]
+        );
+        assert_eq!(
+            store.last_mention(&month_key, Role::Subject, 11).unwrap(),
+            Some(10)
+        );
+        assert_eq!(
+            store.last_mention(&month_key, Role::Subject, 311).unwrap(),
+            Some(310)
+        );
+
+        // A repair (`reindex`) puts an index a group lost back into that
+        // group, leaves one it holds alone, and writes others as keys of
+        // one, the form of every key before groups.
+        let under = role_prefix(&month_key, Role::Subject);
+        let key_at = |i: u64| {
+            let mut k = under.clone();
+            k.extend_from_slice(&i.to_be_bytes());
+            k
+        };
+        let lineage = store.cf(CF_LINEAGE).unwrap();
+        let holed = super::super::mention_group_value(0, [1, 2, 3, 4, 6, 7, 8, 9]);
+        store.db.put_cf(lineage, key_at(0), &holed).unwrap();
+        assert_eq!(
+            store.mentions_as(&month_key, Role::Subject, 4, 2).unwrap(),
+            [4, 6]
+        );
+        store
+            .put_mentions(&[
+                (312, month_key.clone(), Role::Subject),
+                (5, month_key.clone(), Role::Subject),
+                (311, month_key.clone(), Role::Subject),
+                (7, month_key.clone(), Role::Subject),
+            ])
             .unwrap();
+        let month = lineage_keys(&store, "@month", "2025-05", Role::Subject);
+        assert_eq!(
+            month.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [0, 10, 11, 311, 312]
+        );
+        assert_eq!(month[0].1, [1; 9]);
+        let mut want = all.clone();
+        want.extend([311, 312]);
+        assert_eq!(
+            store
+                .mentions_as(&month_key, Role::Subject, 0, usize::MAX)
+                .unwrap(),
+            want
+        );
+        super::super::conformance::check_mentions(
+            &store,
+            &month_key,
+            Role::Subject,
+            &want,
+            [0, 4, 5, 6, 9, 10, 11, 12, 310, 311, 312, 313],
+            &[0, 1, 2, 5, 400],
+        );
+
+        // Groups that overlap, which no write here makes, are an error.
+        store.db.put_cf(lineage, key_at(5), []).unwrap();
+        assert!(matches!(
+            store.mentions_as(&month_key, Role::Subject, 0, usize::MAX),
+            Err(StoreError::Corrupt(_))
+        ));
+        store.db.delete_cf(lineage, key_at(5)).unwrap();
+
+        // A damaged group is an error, not a wrong answer.
+        store.db.put_cf(lineage, key_at(10), [0x80]).unwrap();
+        assert!(matches!(
+            store.mentions_as(&month_key, Role::Subject, 0, usize::MAX),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.last_mention(&month_key, Role::Subject, 11),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     /// Every tile's value in `full_tiles`, by key.
