@@ -192,6 +192,11 @@ fn mention_group_value(first: u64, rest: impl IntoIterator<Item = u64>) -> Vec<u
     let mut out = Vec::new();
     let mut prev = first;
     for i in rest {
+        // Strictly increasing: a repeat (or anything out of order) has no
+        // place in a group.
+        if i <= prev {
+            continue;
+        }
         let mut d = i - prev;
         prev = i;
         loop {
@@ -455,6 +460,10 @@ mod tests {
         // (no value) is a group of one.
         let v = mention_group_value(1000, [1001, 1002, 1130, 1131]);
         assert_eq!(v, [1, 1, 0x80, 1, 1]);
+        assert_eq!(
+            mention_group_value(1000, [1000, 1001, 1001, 999, 1002]),
+            [1, 1]
+        );
         assert_eq!(mention_group(7, &[]).unwrap(), [7]);
         for bad in [
             &[0x80][..],                                                    // cut short
