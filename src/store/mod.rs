@@ -212,6 +212,14 @@ fn mention_group_value(first: u64, rest: impl IntoIterator<Item = u64>) -> Vec<u
     out
 }
 
+/// The indexes of the lineage group stored at `key`, under
+/// `role_prefix`, with `value`: never empty, strictly increasing.
+fn read_group(role_prefix: &[u8], key: &[u8], value: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let first = mention_index(role_prefix, key)
+        .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
+    mention_group(first, value)
+}
+
 /// The indexes of a lineage group: its key's `first`, then those its
 /// value adds, strictly increasing.
 fn mention_group(first: u64, value: &[u8]) -> Result<Vec<u64>, StoreError> {

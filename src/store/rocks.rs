@@ -837,10 +837,9 @@ impl Store for RocksStore {
             wb.put_cf(entries, index, e.bytes.as_slice());
             ids.push((e.event_id, index));
             for (prefix, role) in &e.mentions {
-                lineage.push(super::mention_full_key(
-                    prefix,
+                lineage.push((
+                    super::role_prefix(prefix, *role),
                     batch.first_index + i as u64,
-                    *role,
                 ));
             }
         }
@@ -851,19 +850,12 @@ impl Store for RocksStore {
         // The batch's keys of one id and role, now neighbours, are one
         // key: the first's, with the others in its value.
         lineage.sort_unstable();
-        let mut rest = lineage.as_slice();
-        while let Some((first, more)) = rest.split_first() {
-            let stem = &first[..first.len() - 8];
-            let n = more
-                .iter()
-                .take_while(|k| k.len() == first.len() && k.starts_with(stem))
-                .count();
-            let index =
-                |k: &[u8]| u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or_default());
-            let value =
-                super::mention_group_value(index(first), more[..n].iter().map(|k| index(k)));
-            wb.put_cf(mentions, first, value);
-            rest = &more[n..];
+        for run in lineage.chunk_by(|a, b| a.0 == b.0) {
+            let (under, first) = &run[0];
+            let mut key = under.clone();
+            key.extend_from_slice(&first.to_be_bytes());
+            let value = super::mention_group_value(*first, run[1..].iter().map(|(_, i)| *i));
+            wb.put_cf(mentions, key, value);
         }
         let mut node_keys: Vec<([u8; 11], &Hash)> = batch
             .nodes
@@ -1154,12 +1146,10 @@ impl Store for RocksStore {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            let first = super::mention_index(&under, k)
-                .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
-            if last.is_some_and(|l| first <= l) {
+            let group = super::read_group(&under, k, v)?;
+            if last.is_some_and(|l| group[0] <= l) {
                 return Err(StoreError::Corrupt("lineage groups overlap".into()));
             }
-            let group = super::mention_group(first, v)?;
             last = group.last().copied();
             out.extend(
                 group
@@ -1191,14 +1181,10 @@ impl Store for RocksStore {
         // and `before`.
         it.seek_for_prev(super::mention_full_key(prefix, before - 1, role));
         let found = match (it.key(), it.value()) {
-            (Some(k), Some(v)) if it.valid() => {
-                let first = super::mention_index(&under, k)
-                    .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
-                super::mention_group(first, v)?
-                    .into_iter()
-                    .take_while(|&i| i < before)
-                    .last()
-            }
+            (Some(k), Some(v)) if it.valid() => super::read_group(&under, k, v)?
+                .into_iter()
+                .take_while(|&i| i < before)
+                .last(),
             _ => None,
         };
         it.status().map_err(engine)?;
@@ -1219,9 +1205,7 @@ impl Store for RocksStore {
             it.seek_for_prev(&key);
             let covering = match (it.key(), it.value()) {
                 (Some(k), Some(v)) if it.valid() => {
-                    let first = super::mention_index(&under, k)
-                        .ok_or_else(|| StoreError::Corrupt("malformed lineage key".into()))?;
-                    Some((k.to_vec(), super::mention_group(first, v)?))
+                    Some((k.to_vec(), super::read_group(&under, k, v)?))
                 }
                 _ => None,
             };
