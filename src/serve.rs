@@ -127,9 +127,18 @@ pub async fn serve(
 
 /// A stream that fails with `TimedOut` once nothing has been read or
 /// written on it for the idle time.
+///
+/// Reads and writes only note the time; the timer is moved when it fires
+/// and finds the stream was active since it was set. So a busy connection
+/// touches the runtime's timer about once per idle period, not twice per
+/// request.
 struct Idle<S> {
     inner: S,
     idle: Duration,
+    /// When a byte was last read or written.
+    last: Instant,
+    /// Set for `idle` after some earlier activity: never later than
+    /// `last + idle`.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -138,17 +147,28 @@ impl<S> Idle<S> {
         Idle {
             inner,
             idle,
+            last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
 
     fn active(&mut self) {
-        let at = Instant::now() + self.idle;
-        self.deadline.as_mut().reset(at);
+        self.last = Instant::now();
     }
 
+    /// Whether the stream has been idle for the whole idle time; if not,
+    /// the timer is set (and this task woken) for the time it would be.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.idle;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 
@@ -221,5 +241,68 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const IDLE: Duration = Duration::from_millis(300);
+
+    /// Await `op`, which must fail as timed out after about the idle time
+    /// (within 5 s at most, so a stream that is never cut off fails the
+    /// test rather than hang it).
+    async fn times_out<T: std::fmt::Debug>(op: impl Future<Output = io::Result<T>>) {
+        let from = std::time::Instant::now();
+        let e = tokio::time::timeout(Duration::from_secs(5), op)
+            .await
+            .expect("cut off in time")
+            .expect_err("cut off");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let waited = from.elapsed();
+        assert!(waited >= IDLE - Duration::from_millis(20), "{waited:?}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn activity_keeps_a_stream_open_past_the_idle_time_then_silence_ends_it() {
+        let (a, mut peer) = tokio::io::duplex(64);
+        let mut s = Idle::new(a, IDLE);
+        let bytes = 10;
+        let writer = tokio::spawn(async move {
+            for i in 0..bytes {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                peer.write_all(&[i]).await.unwrap();
+            }
+            peer // held open, silent
+        });
+        let started = std::time::Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8];
+        while got.len() < bytes as usize {
+            let n = s
+                .read(&mut buf)
+                .await
+                .expect("an active stream is not cut off");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, (0..bytes).collect::<Vec<u8>>());
+        // Open for three times the idle time, all of it active.
+        assert!(started.elapsed() >= 3 * IDLE, "{:?}", started.elapsed());
+        // Then silence, and it is cut off.
+        times_out(s.read(&mut buf)).await;
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_times_out() {
+        let (a, peer) = tokio::io::duplex(16);
+        let mut s = Idle::new(a, IDLE);
+        s.write_all(&[7; 16]).await.unwrap();
+        // The buffer is full and the peer reads nothing.
+        times_out(s.write_all(&[7; 16])).await;
+        drop(peer);
     }
 }
