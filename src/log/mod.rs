@@ -27,7 +27,6 @@ use crate::metrics::Metrics;
 use crate::note::{Checkpoint, KeyName, NoteError, SignerKey, VerifierKey};
 use crate::store::{mention_key, Batch, EventId, MetaKey, NewEntry, Role, Store, StoreHashes};
 use crate::tree::{self, Hash, HashReader, NodeId, RightEdge, TreeError};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -114,7 +113,7 @@ struct Committed {
     index: u64,
     created: bool,
     head: Arc<Head>,
-    nodes: Arc<HashMap<NodeId, Hash>>,
+    nodes: Arc<NodeMap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -617,10 +616,13 @@ fn new_entry(p: Prepared) -> NewEntry {
     }
 }
 
+/// A batch's new nodes and the edge before it, by position.
+type NodeMap = rustc_hash::FxHashMap<NodeId, Hash>;
+
 /// Node hashes from the batch in memory, falling back to the store (only
 /// resubmitted old entries need the fallback).
 struct Overlay<'a> {
-    nodes: &'a HashMap<NodeId, Hash>,
+    nodes: &'a NodeMap,
     store: &'a dyn Store,
 }
 

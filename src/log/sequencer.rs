@@ -1,12 +1,11 @@
 //! The sequencer thread: drains the queue into batches and commits each with
 //! one write, one fsync and one signed checkpoint.
 
-use super::{load_state, Committed, Head, Job, State, Submission};
+use super::{load_state, Committed, Head, Job, NodeMap, State, Submission};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::note::{Checkpoint, SignerKey};
 use crate::store::{Batch, EventId, NewEntry, Store};
-use crate::tree::{Hash, NodeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,7 +91,7 @@ impl Sequencer {
         // Dropping `rx` fails any submission still queued.
     }
 
-    fn process(&mut self, batch: Vec<Submission>) {
+    fn process(&mut self, mut batch: Vec<Submission>) {
         let first = self.state.edge.size();
         let outcomes = match self.resolve(&batch) {
             Ok(o) => o,
@@ -101,16 +100,29 @@ impl Sequencer {
                 return fail_all(batch, "storage read failed");
             }
         };
+        // The new entries' mentions move to the store's batch: from here on
+        // a submission is only answered.
         let entries: Vec<NewEntry> = batch
-            .iter()
+            .iter_mut()
             .zip(&outcomes)
             .filter(|(_, o)| matches!(o, Outcome::New(_)))
-            .map(|(s, _)| s.entry.clone())
+            .map(|(s, _)| NewEntry {
+                bytes: s.entry.bytes.clone(),
+                leaf_hash: s.entry.leaf_hash,
+                event_id: s.entry.event_id,
+                mentions: std::mem::take(&mut s.entry.mentions),
+            })
             .collect();
 
         // Old edge nodes plus every node this batch creates: all a new
         // leaf's inclusion proof needs.
-        let mut overlay: HashMap<NodeId, Hash> = self.state.edge.nodes().iter().copied().collect();
+        // Tree positions, not input: a fast hash is safe here.
+        let edge_nodes = self.state.edge.nodes();
+        let mut overlay: NodeMap = NodeMap::with_capacity_and_hasher(
+            edge_nodes.len() + 2 * entries.len(),
+            Default::default(),
+        );
+        overlay.extend(edge_nodes.iter().copied());
         let head = if entries.is_empty() {
             self.state.head.clone()
         } else {
