@@ -2,8 +2,8 @@
 //! benches. Not durable, by design.
 
 use super::{
-    check_contiguous, mention_full_key, mention_index, role_prefix, Batch, EventId, MetaKey, Role,
-    StateRecord, Store, StoreError, StoredRecord,
+    check_contiguous, mention_full_key, mention_index, role_key, role_prefix, Batch, EventId,
+    MetaKey, Role, StateRecord, Store, StoreError, StoredRecord,
 };
 use crate::tree::{Hash, NodeId};
 use std::collections::BTreeSet;
@@ -49,7 +49,7 @@ impl Store for MemStore {
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
         let under = role_prefix(prefix, role);
-        let start = mention_full_key(prefix, from, role);
+        let start = role_key(&under, from);
         let g = self.read()?;
         let mut out = Vec::new();
         for k in g.mentions.range(start..) {
@@ -71,7 +71,7 @@ impl Store for MemStore {
         before: u64,
     ) -> Result<Option<u64>, StoreError> {
         let under = role_prefix(prefix, role);
-        let end = mention_full_key(prefix, before, role);
+        let end = role_key(&under, before);
         let g = self.read()?;
         match g.mentions.range(under.clone()..end).next_back() {
             Some(k) => mention_index(&under, k)

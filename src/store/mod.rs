@@ -171,7 +171,13 @@ fn role_prefix(prefix: &[u8], role: Role) -> Vec<u8> {
 
 /// A full lineage key.
 fn mention_full_key(prefix: &[u8], index: u64, role: Role) -> Vec<u8> {
-    let mut k = role_prefix(prefix, role);
+    role_key(&role_prefix(prefix, role), index)
+}
+
+/// The full lineage key of `index` under a [`role_prefix`].
+fn role_key(role_prefix: &[u8], index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(role_prefix.len() + 8);
+    k.extend_from_slice(role_prefix);
     k.extend_from_slice(&index.to_be_bytes());
     k
 }

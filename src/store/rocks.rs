@@ -837,25 +837,26 @@ impl Store for RocksStore {
             wb.put_cf(entries, index, e.bytes.as_slice());
             ids.push((e.event_id, index));
             for (prefix, role) in &e.mentions {
-                lineage.push((
-                    super::role_prefix(prefix, *role),
-                    batch.first_index + i as u64,
-                ));
+                lineage.push((prefix.as_slice(), *role, batch.first_index + i as u64));
             }
         }
         ids.sort_unstable();
         for (id, index) in &ids {
             wb.put_cf(event, id, index);
         }
-        // The batch's keys of one id and role, now neighbours, are one
-        // key: the first's, with the others in its value.
-        lineage.sort_unstable();
-        for run in lineage.chunk_by(|a, b| a.0 == b.0) {
-            let (under, first) = &run[0];
-            let mut key = under.clone();
-            key.extend_from_slice(&first.to_be_bytes());
-            let value = super::mention_group_value(*first, run[1..].iter().map(|(_, i)| *i));
-            wb.put_cf(mentions, key, value);
+        // Sorted by id, role and index (the keys' order, as a prefix ends
+        // in its id's 0), the batch's mentions of one id and role are
+        // neighbours, and they are one key: the first's, with the others
+        // in its value.
+        lineage.sort_unstable_by_key(|&(prefix, role, index)| (prefix, role.byte(), index));
+        for run in lineage.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (prefix, role, first) = run[0];
+            let value = super::mention_group_value(first, run[1..].iter().map(|&(_, _, i)| i));
+            wb.put_cf(
+                mentions,
+                super::mention_full_key(prefix, first, role),
+                value,
+            );
         }
         let mut node_keys: Vec<([u8; 11], &Hash)> = batch
             .nodes
@@ -1135,7 +1136,7 @@ impl Store for RocksStore {
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LINEAGE)?, ro);
         // The group holding `from` starts at or before it. Groups do not
         // overlap: each ends before the next one's first index.
-        let start = super::mention_full_key(prefix, from, role);
+        let start = super::role_key(&under, from);
         it.seek_for_prev(&start);
         if !it.valid() {
             it.seek(&start);
@@ -1179,7 +1180,7 @@ impl Store for RocksStore {
         // The last group that starts before `before`: one commit's
         // entries, so no other group holds an index between its first
         // and `before`.
-        it.seek_for_prev(super::mention_full_key(prefix, before - 1, role));
+        it.seek_for_prev(super::role_key(&under, before - 1));
         let found = match (it.key(), it.value()) {
             (Some(k), Some(v)) if it.valid() => super::read_group(&under, k, v)?
                 .into_iter()
@@ -1198,7 +1199,7 @@ impl Store for RocksStore {
         let mut groups: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = Default::default();
         for (index, prefix, role) in items {
             let under = super::role_prefix(prefix, *role);
-            let key = super::mention_full_key(prefix, *index, *role);
+            let key = super::role_key(&under, *index);
             let mut ro = ReadOptions::default();
             ro.set_iterate_lower_bound(under.clone());
             let mut it = self.db.raw_iterator_cf_opt(cf, ro);
